@@ -20,6 +20,7 @@ from typing import Literal, NoReturn
 
 from attrs import frozen
 
+from ._buffer import ReceiveBuffer
 from ._codes import AbortReason, AbortSource, ContextResult, RejectReasonACSE, RejectSource
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -36,7 +37,6 @@ from ._events import (
     ReleaseResponse,
 )
 from ._pdu import decode_pdu, encode, pdata_header
-from ._buffer import ReceiveBuffer
 from ._state import NEXT_STATES, TRANSITIONS, Action, Input, State
 
 __all__ = ["NEED_DATA", "AcceptedContext", "Connection", "Role", "Sentinel"]
@@ -196,7 +196,9 @@ class Connection:
                 self._buffer.clear()
             else:
                 try:
-                    framed = self._buffer.next_pdu(self._receive_limit(), self.associate_length_limit)
+                    framed = self._buffer.next_pdu(
+                        self._receive_limit(), self.associate_length_limit
+                    )
                     event = decode_pdu(*framed) if framed is not None else None
                 except RemoteProtocolError as exc:
                     self._framing_lost = True
@@ -336,7 +338,9 @@ class Connection:
         fragment = (self.max_send_length or UNLIMITED_FRAGMENT) - 6
         fragment -= fragment % 2
         if fragment < 2:
-            raise LocalProtocolError(f"the peer's maximum length {self.max_send_length} is too small")
+            raise LocalProtocolError(
+                f"the peer's maximum length {self.max_send_length} is too small"
+            )
         command = 1 if is_command else 0
         buffers: list[bytes | memoryview] = []
         for start in range(0, size, fragment):
@@ -383,7 +387,9 @@ class Connection:
     def _check_pdata(self, pdata: PData) -> None:
         for value in pdata.values:
             if value.context_id not in self._contexts:
-                raise LocalProtocolError(f"presentation context {value.context_id} was not accepted")
+                raise LocalProtocolError(
+                    f"presentation context {value.context_id} was not accepted"
+                )
         length = sum(len(v.data) + 6 for v in pdata.values)
         if self.max_send_length and length > self.max_send_length:
             raise LocalProtocolError(
@@ -489,7 +495,9 @@ class Connection:
             for c in accept.presentation_contexts
             if c.result == ContextResult.ACCEPTANCE
         }
-        info = self.request.user_information if self.role is Role.ACCEPTOR else accept.user_information
+        info = (
+            self.request.user_information if self.role is Role.ACCEPTOR else accept.user_information
+        )
         self.max_send_length = info.maximum_length or 0
 
     # Data transfer (Table 9-7) and P-DATA during release (Table 9-8)

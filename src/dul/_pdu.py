@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Iterable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ._codes import AbortReason, AbortSource, ContextResult, ItemType, PDUType
 from ._errors import LocalProtocolError, RemoteProtocolError
@@ -171,7 +171,9 @@ def _decode_role(body: bytes, s: int, e: int) -> RoleSelection:
 
 def _decode_extended(body: bytes, s: int, e: int) -> SOPClassExtendedNegotiation:
     uid, pos = _u16_field(body, s, e, "SOP class extended negotiation")
-    return SOPClassExtendedNegotiation(sop_class_uid=_text(uid), application_information=body[pos:e])
+    return SOPClassExtendedNegotiation(
+        sop_class_uid=_text(uid), application_information=body[pos:e]
+    )
 
 
 def _decode_common_extended(body: bytes, s: int, e: int) -> SOPClassCommonExtendedNegotiation:
@@ -275,15 +277,15 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | Associat
     is_rq = pdu_type == PDUType.ASSOCIATE_RQ
     context_type = ItemType.PRESENTATION_CONTEXT_RQ if is_rq else ItemType.PRESENTATION_CONTEXT_AC
     application_context: str | None = None
-    contexts: list[PresentationContext] | list[PresentationContextAC] = []
+    contexts: list[Any] = []
     user_information: UserInformation | None = None
     unknown = []
     for item_type, s, e in _items(body, _ASSOCIATE_FIXED, len(body), name):
         if item_type == context_type:
             if is_rq:
-                contexts.append(_decode_context_rq(body, s, e))  # type: ignore[arg-type]
+                contexts.append(_decode_context_rq(body, s, e))
             else:
-                contexts.append(_decode_context_ac(body, s, e))  # type: ignore[arg-type]
+                contexts.append(_decode_context_ac(body, s, e))
         elif item_type == ItemType.APPLICATION_CONTEXT:
             if application_context is not None:
                 _fail(f"{name} has two application context items", s + 2, _UNEXPECTED)
@@ -308,8 +310,8 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | Associat
             if context.context_id in seen:
                 _fail(f"{name} proposes presentation context ID {context.context_id} twice", 6)
             seen.add(context.context_id)
-    cls = AssociateRequest if is_rq else AssociateAccept
-    return cls(  # type: ignore[operator, no-any-return]
+    cls: type[AssociateRequest | AssociateAccept] = AssociateRequest if is_rq else AssociateAccept
+    return cls(
         protocol_version=_U16.unpack_from(body, 0)[0],
         called_ae_title=_ae_title(body[4:20]),
         calling_ae_title=_ae_title(body[20:36]),
@@ -520,9 +522,7 @@ def _encode_context_ac(context: PresentationContextAC, strict: bool) -> bytes:
     else:
         transfer = _uid_bytes(context.transfer_syntax, "transfer syntax", strict)
     head = bytes((_byte(context.context_id, "context ID"), 0, _byte(context.result, "result"), 0))
-    return _item(
-        ItemType.PRESENTATION_CONTEXT_AC, head + _item(ItemType.TRANSFER_SYNTAX, transfer)
-    )
+    return _item(ItemType.PRESENTATION_CONTEXT_AC, head + _item(ItemType.TRANSFER_SYNTAX, transfer))
 
 
 def _encode_user_information(info: UserInformation, strict: bool) -> bytes:
@@ -657,7 +657,12 @@ def _encode_reject(event: AssociateReject, strict: bool) -> bytes:
         _check(event.result in (1, 2), f"reject result {event.result!r} is not 1 or 2")
         _check(event.source in (1, 2, 3), f"reject source {event.source!r} is not 1, 2 or 3")
     body = bytes(
-        (0, _byte(event.result, "result"), _byte(event.source, "source"), _byte(event.reason, "reason"))
+        (
+            0,
+            _byte(event.result, "result"),
+            _byte(event.source, "source"),
+            _byte(event.reason, "reason"),
+        )
     )
     return _pdu(PDUType.ASSOCIATE_RJ, body)
 
@@ -682,7 +687,7 @@ def pdata_header(pdu_length: int, pdv_length: int, context_id: int, control: int
 def _encode_pdata(event: PData | PDataReceived, strict: bool) -> bytes:
     if strict:
         _check(len(event.values) > 0, "a P-DATA-TF needs at least one PDV")
-    parts = []
+    parts: list[bytes | memoryview] = []
     for value in event.values:
         _check_context_id(value.context_id, strict)
         if strict:
