@@ -1,0 +1,156 @@
+"""Reassembly: PDVs in, DIMSE messages out (PS3.7 §6.3.1, PS3.8 Annex E).
+
+A message is a command set, then, when CommandDataSetType says so, a data set, each sent as
+fragments on one presentation context. By default the data set is streamed as
+:class:`DatasetChunk` events (memory bounded by one PDU, whatever its size); with
+``whole_datasets=True`` it is joined and handed over with the message.
+"""
+
+from __future__ import annotations
+
+from attrs import field, frozen
+
+from .._errors import RemoteProtocolError
+from .._events import PresentationDataValue
+from ._messages import Message, Request, decode_message
+
+__all__ = ["Assembler", "DatasetChunk", "MessageReceived"]
+
+#: Command sets are small (a few hundred bytes); this bounds what a peer can make us buffer.
+MAX_COMMAND_LENGTH = 1 << 16
+
+
+@frozen(kw_only=True)
+class MessageReceived:
+    """A DIMSE message arrived.
+
+    ``has_dataset`` says whether a data set belongs to it. In streaming mode ``dataset`` is
+    ``None`` and the data set follows as :class:`DatasetChunk` events; with whole data sets it is
+    the joined bytes. ``request`` is, for a response, the request it answers (when known).
+    """
+
+    context_id: int
+    message: Message
+    has_dataset: bool
+    dataset: bytes | None = field(
+        default=None, repr=lambda d: "None" if d is None else f"<{len(d)} bytes>"
+    )
+    request: Request | None = None
+
+
+@frozen(kw_only=True)
+class DatasetChunk:
+    """A fragment of the data set of the message last received; ``is_last`` ends it."""
+
+    context_id: int
+    data: bytes | memoryview = field(repr=lambda d: f"<{len(d)} bytes>")
+    is_last: bool
+
+
+def _error(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"DIMSE: {message}", reason=6)
+
+
+class Assembler:
+    """Turns the PDVs of ``PDataReceived`` events into DIMSE message events."""
+
+    def __init__(
+        self, *, whole_datasets: bool = False, max_dataset_length: int | None = None
+    ) -> None:
+        self.whole_datasets = whole_datasets
+        self.max_dataset_length = max_dataset_length
+        self._command: list[bytes | memoryview] = []
+        self._command_length = 0
+        self._context_id: int | None = None
+        self._pending: MessageReceived | None = None  # its data set is being received
+        self._dataset: list[bytes | memoryview] = []
+        self._dataset_length = 0
+
+    @property
+    def idle(self) -> bool:
+        """True between messages: no command or data set is half received."""
+        return self._context_id is None
+
+    def receive(
+        self, values: tuple[PresentationDataValue, ...]
+    ) -> list[MessageReceived | DatasetChunk]:
+        """Feed the PDVs of one P-DATA-TF; returns the events they complete, in order."""
+        out: list[MessageReceived | DatasetChunk] = []
+        for value in values:
+            if self._context_id is not None and value.context_id != self._context_id:
+                raise _error(
+                    f"a message switched from presentation context {self._context_id} to "
+                    f"{value.context_id} mid-way"
+                )
+            if value.is_command:
+                self._receive_command(value, out)
+            else:
+                self._receive_dataset(value, out)
+        return out
+
+    def _receive_command(
+        self, value: PresentationDataValue, out: list[MessageReceived | DatasetChunk]
+    ) -> None:
+        if self._pending is not None:
+            raise _error(
+                f"a command arrived while the data set announced by "
+                f"{type(self._pending.message).__name__} was still expected"
+            )
+        self._context_id = value.context_id
+        self._command.append(value.data)
+        self._command_length += len(value.data)
+        if self._command_length > MAX_COMMAND_LENGTH:
+            raise _error(f"command set longer than {MAX_COMMAND_LENGTH} bytes")
+        if not value.is_last:
+            return
+        data = b"".join(self._command)
+        self._command.clear()
+        self._command_length = 0
+        message, has_dataset = decode_message(data)
+        event = MessageReceived(
+            context_id=value.context_id, message=message, has_dataset=has_dataset
+        )
+        if not has_dataset:
+            self._context_id = None
+            out.append(event)
+            return
+        self._pending = event
+        if not self.whole_datasets:
+            out.append(event)
+
+    def _receive_dataset(
+        self, value: PresentationDataValue, out: list[MessageReceived | DatasetChunk]
+    ) -> None:
+        pending = self._pending
+        if pending is None:
+            if self._command:
+                raise _error("a data set fragment arrived before its command set was complete")
+            raise _error("a data set arrived without a command announcing it")
+        if self.whole_datasets:
+            self._dataset.append(value.data)
+            self._dataset_length += len(value.data)
+            if (
+                self.max_dataset_length is not None
+                and self._dataset_length > self.max_dataset_length
+            ):
+                raise _error(f"data set longer than the limit of {self.max_dataset_length} bytes")
+        else:
+            out.append(
+                DatasetChunk(context_id=value.context_id, data=value.data, is_last=value.is_last)
+            )
+        if value.is_last:
+            if self.whole_datasets:
+                dataset = b"".join(self._dataset)
+                self._dataset.clear()
+                self._dataset_length = 0
+                out.append(
+                    MessageReceived(
+                        context_id=pending.context_id,
+                        message=pending.message,
+                        has_dataset=True,
+                        dataset=dataset,
+                        request=pending.request,
+                    )
+                )
+            self._pending = None
+            self._context_id = None
