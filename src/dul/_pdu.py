@@ -88,7 +88,9 @@ def _items(body: bytes, start: int, end: int, where: str) -> list[tuple[int, int
 
 def _ae_title(raw: bytes) -> str:
     value = raw.decode("latin-1").strip(" \x00")
-    if raw != value.encode("latin-1").ljust(16, b" "):
+    # All spaces is kept as a WireStr too: the A-ASSOCIATE-AC must echo it, and "" cannot be
+    # encoded strictly.
+    if not value or raw != value.encode("latin-1").ljust(16, b" "):
         return WireStr(value, raw)
     return value
 

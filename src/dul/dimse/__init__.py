@@ -7,6 +7,7 @@ buffers of P-DATA-TF PDUs (through the Connection's one fragmenter) and PDVs bac
 from ._assembler import Assembler, DatasetChunk, MessageReceived
 from ._commands import ELEMENTS, decode_command, encode_command
 from ._messages import (
+    MESSAGE_CLASSES,
     VERIFICATION_SOP_CLASS,
     CCancelRequest,
     CEchoRequest,
@@ -57,6 +58,7 @@ __all__ = [
     "ELEMENTS",
     "EXPLICIT_VR_LITTLE_ENDIAN",
     "IMPLICIT_VR_LITTLE_ENDIAN",
+    "MESSAGE_CLASSES",
     "VERIFICATION_SOP_CLASS",
     "AcceptorPolicy",
     "Assembler",

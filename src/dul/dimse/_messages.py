@@ -17,6 +17,7 @@ from .._errors import LocalProtocolError, RemoteProtocolError
 from ._commands import ELEMENTS, CommandValue, _encode_value, decode_command, encode_command
 
 __all__ = [
+    "MESSAGE_CLASSES",
     "VERIFICATION_SOP_CLASS",
     "CCancelRequest",
     "CEchoRequest",

@@ -1,0 +1,630 @@
+"""A blocking-sockets driver for dul: one thread per association, no polling.
+
+What a driver adds to the sans-I/O core: the socket (TCP_NODELAY, ``recv_into`` a reused buffer,
+one gather-write per message, optional TLS), the clock (ARTIM and the timeouts ARTIM does not
+cover, PS3.8 §9.1.4 Note 2: connect, association negotiation and release, DIMSE responses,
+idle), and a clean close in every ending.
+
+Requestor::
+
+    with Association.request("127.0.0.1", 11112, request) as assoc:
+        status = assoc.echo()
+
+Acceptor::
+
+    server = Server("127.0.0.1", 11112, policy=policy, handlers={CEchoRequest: echo_handler})
+    server.serve_forever()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import dul
+from dul import dimse
+
+__all__ = [
+    "Association",
+    "AssociationAborted",
+    "AssociationRejected",
+    "DatasetReader",
+    "DriverError",
+    "Handler",
+    "Server",
+    "Timeouts",
+    "echo_handler",
+]
+
+_RECV_SIZE = 256 * 1024
+_IOV_MAX = 512  # buffers per sendmsg call: below the usual IOV_MAX of 1024
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait, like DCMTK's options; ``None`` waits for ever.
+
+    ``connect`` (-to) bounds the TCP connect; ``acse`` (-ta) association negotiation and release;
+    ``dimse`` (-td) each wait for a DIMSE message; ``artim`` is PS3.8's ARTIM timer (waiting for
+    an A-ASSOCIATE-RQ, or for the peer to close after a release, reject or abort).
+    """
+
+    connect: float | None = 30.0
+    acse: float | None = 30.0
+    dimse: float | None = None
+    artim: float = 30.0
+
+
+class DriverError(Exception):
+    """The association could not go on: timeout, transport loss, rejection, abort."""
+
+
+class AssociationRejected(DriverError):
+    """The acceptor answered with an A-ASSOCIATE-RJ."""
+
+    def __init__(self, reject: dul.AssociateReject) -> None:
+        super().__init__(
+            f"association rejected: result {reject.result}, source {reject.source}, "
+            f"reason {reject.reason} ({reject.reason_name})"
+        )
+        self.reject = reject
+
+
+class AssociationAborted(DriverError):
+    """The association ended without a release: an A-ABORT, or the transport closed."""
+
+    def __init__(self, message: str, cause: dul.CloseCause | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def _deadline(seconds: float | None) -> float | None:
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def _set_nodelay(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # not TCP (a test's socketpair)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Association:
+    """One association over a connected socket, driven by a :class:`dul.dimse.Session`."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        role: dul.Role,
+        *,
+        timeouts: Timeouts = Timeouts(),
+        whole_datasets: bool = False,
+        on_event: Callable[[str, object], None] | None = None,
+    ) -> None:
+        _set_nodelay(sock)
+        self.sock = sock
+        self.timeouts = timeouts
+        self.session = dimse.Session(dul.Connection(role), whole_datasets=whole_datasets)
+        self.connection = self.session.connection
+        self.closed: dul.ConnectionClosed | None = None
+        self._buffer = bytearray(_RECV_SIZE)
+        self._view = memoryview(self._buffer)
+        self._artim_deadline: float | None = None
+        self._artim_starts = -1
+        self._on_event = on_event
+        self._check_artim()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _trace(self, direction: str, item: object) -> None:
+        if self._on_event is not None:
+            self._on_event(direction, item)
+
+    def _check_artim(self) -> None:
+        if not self.connection.artim_running:
+            self._artim_deadline = None
+        elif self.connection.artim_starts != self._artim_starts:
+            self._artim_starts = self.connection.artim_starts
+            self._artim_deadline = time.monotonic() + self.timeouts.artim
+
+    def write(self, data: bytes | Sequence[bytes | memoryview]) -> None:
+        """Write bytes or buffers in as few system calls as the socket allows."""
+        buffers = [data] if isinstance(data, (bytes, bytearray)) else list(data)
+        if not buffers or self.sock.fileno() < 0:
+            return
+        try:
+            if isinstance(self.sock, ssl.SSLSocket):  # no sendmsg on TLS: one joined write
+                self.sock.sendall(b"".join(buffers))
+                return
+            while buffers:
+                batch = buffers[:_IOV_MAX]
+                sent = self.sock.sendmsg(batch)
+                total = sum(len(b) for b in batch)
+                if sent == total:
+                    del buffers[: len(batch)]
+                    continue
+                # A partial write: drop what went out, keep the rest of the first unsent buffer.
+                while sent:
+                    size = len(buffers[0])
+                    if sent >= size:
+                        sent -= size
+                        buffers.pop(0)
+                    else:
+                        buffers[0] = memoryview(buffers[0])[sent:]
+                        sent = 0
+        except OSError as exc:
+            raise AssociationAborted(f"transport lost while writing: {exc}") from exc
+
+    def _flush(self) -> None:
+        data = self.session.data_to_send()
+        if data:
+            self.write(data)
+        self._check_artim()
+        if self.connection.must_close:
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        if self.sock.fileno() >= 0:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.close()
+
+    def next_event(self, timeout: float | None = None) -> object:
+        """The next DIMSE or upper-layer event, reading as needed.
+
+        ``timeout`` bounds the wait (``TimeoutError``); ARTIM runs meanwhile when the state asks.
+        """
+        deadline = _deadline(timeout)
+        while True:
+            try:
+                event = self.session.next_event()
+            except dul.RemoteProtocolError:
+                self._flush()
+                raise
+            self._flush()
+            if event is not dul.NEED_DATA:
+                self._trace("received", event)
+                if isinstance(event, dul.ConnectionClosed):
+                    self.closed = event
+                    self._close_socket()
+                return event
+            self._read(deadline)
+
+    def _read(self, deadline: float | None) -> None:
+        now = time.monotonic()
+        limits = [d for d in (deadline, self._artim_deadline) if d is not None]
+        wait = max(0.0, min(limits) - now) if limits else None
+        if self.sock.fileno() < 0:
+            self.session.receive_data(b"")
+            return
+        self.sock.settimeout(wait)
+        try:
+            n = self.sock.recv_into(self._buffer)
+        except TimeoutError:
+            if self._artim_deadline is not None and time.monotonic() >= self._artim_deadline:
+                self.connection.artim_expired()
+                self._flush()
+                return
+            raise TimeoutError("timed out waiting for the peer") from None
+        except OSError:
+            n = 0  # reset by peer: the same as a close for the state machine (Evt17)
+        self.session.receive_data(self._view[:n] if n else b"")
+
+    # -- requestor -------------------------------------------------------------------------
+
+    @classmethod
+    def request(
+        cls,
+        host: str,
+        port: int,
+        request: dul.AssociateRequest,
+        *,
+        timeouts: Timeouts = Timeouts(),
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        whole_datasets: bool = False,
+        on_event: Callable[[str, object], None] | None = None,
+    ) -> Association:
+        """Connect, send ``request`` and wait for the answer; raise if it is not an accept."""
+        try:
+            sock = socket.create_connection((host, port), timeout=timeouts.connect)
+        except OSError as exc:
+            raise DriverError(f"cannot connect to {host}:{port}: {exc}") from exc
+        if ssl_context is not None:
+            try:
+                sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
+            except (OSError, ssl.SSLError) as exc:
+                sock.close()
+                raise DriverError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
+        assoc = cls(
+            sock,
+            dul.Role.REQUESTOR,
+            timeouts=timeouts,
+            whole_datasets=whole_datasets,
+            on_event=on_event,
+        )
+        try:
+            assoc._trace("sent", request)
+            assoc.write(assoc.session.send(request))
+            event = assoc._next_upper(timeouts.acse)
+        except BaseException:
+            assoc.abort()
+            raise
+        if isinstance(event, dul.AssociateAccept):
+            return assoc
+        assoc.close()
+        if isinstance(event, dul.AssociateReject):
+            raise AssociationRejected(event)
+        raise AssociationAborted(f"association refused: {event}")
+
+    def _next_upper(self, timeout: float | None) -> object:
+        """The next event; an abort or close becomes :class:`AssociationAborted`."""
+        try:
+            event = self.next_event(timeout)
+        except TimeoutError:
+            self.abort()
+            raise
+        if isinstance(event, dul.Abort):
+            self.next_event(0)  # the ConnectionClosed that follows
+            raise AssociationAborted(
+                f"aborted by the peer: {event}", dul.CloseCause.ABORTED_BY_PEER
+            )
+        if isinstance(event, dul.ConnectionClosed) and event.cause not in (
+            dul.CloseCause.RELEASED,
+            dul.CloseCause.REJECTED,
+        ):
+            raise AssociationAborted(f"association ended: {event.cause.value}", event.cause)
+        return event
+
+    @property
+    def accept(self) -> dul.AssociateAccept | None:
+        """The A-ASSOCIATE-AC of this association."""
+        return self.connection.accept
+
+    def context_for(self, abstract_syntax: str, transfer_syntax: str | None = None) -> int:
+        """An accepted context for ``abstract_syntax``; see :meth:`Session.context_for`."""
+        return self.session.context_for(abstract_syntax, transfer_syntax)
+
+    def send(
+        self,
+        message: dimse.Message,
+        *,
+        context_id: int,
+        dataset: bytes | bytearray | memoryview | None = None,
+        dataset_follows: bool = False,
+    ) -> None:
+        """Send a message (and its data set) in one gather-write."""
+        self._trace("sent", message)
+        self.write(
+            self.session.send_message(
+                message, context_id=context_id, dataset=dataset, dataset_follows=dataset_follows
+            )
+        )
+
+    def send_dataset_stream(self, context_id: int, chunks: Iterable[bytes], length: int) -> None:
+        """Stream a data set of ``length`` bytes announced with ``dataset_follows=True``.
+
+        Chunks must have even lengths (but the last); memory stays bounded by one chunk.
+        """
+        sent = 0
+        for chunk in chunks:
+            if not chunk:
+                continue
+            sent += len(chunk)
+            self.write(self.session.send_dataset(context_id, chunk, is_last=sent >= length))
+        if sent != length:
+            self.abort()
+            raise DriverError(f"data set stream gave {sent} bytes, {length} were announced")
+
+    def receive_message(self, timeout: float | None = None) -> dimse.MessageReceived:
+        """Wait for the next DIMSE message (``timeout`` defaults to the DIMSE timeout)."""
+        event = self._next_upper(self.timeouts.dimse if timeout is None else timeout)
+        if isinstance(event, dimse.MessageReceived):
+            return event
+        raise DriverError(f"expected a DIMSE message, got {event}")
+
+    def read_dataset(self, timeout: float | None = None) -> Iterator[memoryview | bytes]:
+        """The chunks of the data set of the message just received (streaming mode)."""
+        while True:
+            event = self._next_upper(self.timeouts.dimse if timeout is None else timeout)
+            if not isinstance(event, dimse.DatasetChunk):
+                raise DriverError(f"expected a data set fragment, got {event}")
+            yield event.data
+            if event.is_last:
+                return
+
+    def receive_response(self, timeout: float | None = None) -> tuple[dimse.Response, bytes | None]:
+        """The next response and its data set (joined), for a request sent."""
+        event = self.receive_message(timeout)
+        if not isinstance(event.message, dimse.Response):
+            raise DriverError(f"expected a response, got {type(event.message).__name__}")
+        dataset = event.dataset
+        if event.has_dataset and dataset is None:
+            dataset = b"".join(self.read_dataset(timeout))
+        return event.message, dataset
+
+    def echo(self) -> int:
+        """C-ECHO: the status of the response."""
+        context_id = self.context_for(dimse.VERIFICATION_SOP_CLASS)
+        self.send(
+            dimse.CEchoRequest(message_id=self.session.next_message_id()), context_id=context_id
+        )
+        response, _ = self.receive_response()
+        return response.status
+
+    def store(
+        self,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        dataset: bytes | Iterable[bytes],
+        *,
+        transfer_syntax: str | None = None,
+        length: int | None = None,
+        context_id: int | None = None,
+    ) -> dimse.Response:
+        """C-STORE one data set (bytes, or even-sized chunks with ``length``): the response."""
+        if context_id is None:
+            context_id = self.context_for(sop_class_uid, transfer_syntax)
+        request = dimse.CStoreRequest(
+            message_id=self.session.next_message_id(),
+            affected_sop_class_uid=sop_class_uid,
+            affected_sop_instance_uid=sop_instance_uid,
+        )
+        if isinstance(dataset, (bytes, bytearray, memoryview)):
+            self.send(request, context_id=context_id, dataset=dataset)
+        else:
+            if length is None:
+                raise ValueError("a streamed data set needs its length")
+            self.send(request, context_id=context_id, dataset_follows=True)
+            self.send_dataset_stream(context_id, dataset, length)
+        response, _ = self.receive_response()
+        return response
+
+    # -- ending ----------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """A-RELEASE: ask, wait for the answer (and answer a collision), close."""
+        if self.closed is not None or self.connection.state is not dul.State.ESTABLISHED:
+            self.close()
+            return
+        self._trace("sent", dul.ReleaseRequest())
+        self.write(self.session.send(dul.ReleaseRequest()))
+        deadline = _deadline(self.timeouts.acse)
+        try:
+            while self.closed is None:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                event = self.next_event(remaining)
+                if isinstance(event, dul.ReleaseRequest):  # release collision (PS3.8 §7.2.2)
+                    self.write(self.session.send(event.response()))
+        except TimeoutError:
+            self.abort()
+            raise
+        finally:
+            self.close()
+
+    def abort(self) -> None:
+        """A-ABORT (if the state allows one), then close the socket."""
+        with contextlib.suppress(dul.LocalProtocolError, DriverError, OSError):
+            self._trace("sent", dul.Abort())
+            self.write(self.session.send(dul.Abort()))
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket now (what is queued for the peer is written first)."""
+        with contextlib.suppress(DriverError, OSError):
+            self.write(self.session.data_to_send())
+        self._close_socket()
+
+    def __enter__(self) -> Association:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.release()
+        else:  # an error or Ctrl-C: abort rather than leave the peer waiting
+            self.abort()
+
+
+# -- acceptor ----------------------------------------------------------------------------
+
+
+class DatasetReader:
+    """The data set of a received message, read from the association as it arrives."""
+
+    def __init__(self, assoc: Association, event: dimse.MessageReceived) -> None:
+        self._assoc = assoc
+        self._pending = event.has_dataset and event.dataset is None
+        self._whole = event.dataset
+
+    def __iter__(self) -> Iterator[memoryview | bytes]:
+        if self._whole is not None:
+            yield self._whole
+            self._whole = None
+        if self._pending:
+            self._pending = False
+            yield from self._assoc.read_dataset()
+
+    def read_all(self) -> bytes:
+        """The whole data set, joined."""
+        return b"".join(self)
+
+    def drain(self) -> None:
+        """Discard what the handler did not read."""
+        for _ in self:
+            pass
+
+
+#: A handler answers one message: it reads the data set and sends its response(s).
+Handler = Callable[[Association, dimse.MessageReceived, DatasetReader], None]
+
+
+def echo_handler(assoc: Association, event: dimse.MessageReceived, dataset: DatasetReader) -> None:
+    """Answer a C-ECHO-RQ with Success."""
+    message = event.message
+    assert isinstance(message, dimse.CEchoRequest)
+    assoc.send(
+        dimse.CEchoResponse(
+            message_id_being_responded_to=message.message_id,
+            affected_sop_class_uid=message.affected_sop_class_uid,
+        ),
+        context_id=event.context_id,
+    )
+
+
+class Server:
+    """An acceptor on ``host:port``: one thread per association, at most ``max_associations``.
+
+    A request beyond that bound is rejected (transient, local limit exceeded: RJ 2/3/2).
+    ``port=0`` binds a free port (see :attr:`port`).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        policy: dimse.AcceptorPolicy,
+        handlers: Mapping[type[dimse.Message], Handler],
+        max_associations: int = 32,
+        timeouts: Timeouts = Timeouts(),
+        ssl_context: ssl.SSLContext | None = None,
+        on_event: Callable[[str, object], None] | None = None,
+        on_close: Callable[[Association], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.handlers = dict(handlers)
+        self.timeouts = timeouts
+        self.ssl_context = ssl_context
+        self.on_event = on_event
+        self.on_close = on_close
+        self._slots = threading.BoundedSemaphore(max_associations)
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._listener = socket.create_server((host, port), reuse_port=False)
+        self.port: int = self._listener.getsockname()[1]
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`shutdown`."""
+        self._listener.settimeout(0.2)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    sock, _ = self._listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    if self._stopping.is_set():
+                        break
+                    raise
+                thread = threading.Thread(target=self._serve_one, args=(sock,), daemon=True)
+                with self._lock:
+                    self._threads.add(thread)
+                thread.start()
+        finally:
+            self._listener.close()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop accepting and wait for the associations in progress (up to ``timeout``)."""
+        self._stopping.set()
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout)
+
+    def __enter__(self) -> Server:
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self._thread.join(5)
+
+    def _serve_one(self, sock: socket.socket) -> None:
+        try:
+            if self.ssl_context is not None:
+                sock.settimeout(self.timeouts.acse)
+                try:
+                    sock = self.ssl_context.wrap_socket(sock, server_side=True)
+                except (OSError, ssl.SSLError):
+                    sock.close()
+                    return
+            assoc = Association(
+                sock, dul.Role.ACCEPTOR, timeouts=self.timeouts, on_event=self.on_event
+            )
+            if not self._slots.acquire(blocking=False):
+                self._refuse(assoc)
+                return
+            try:
+                self._run(assoc)
+            finally:
+                self._slots.release()
+                if self.on_close is not None:
+                    self.on_close(assoc)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _refuse(self, assoc: Association) -> None:
+        with contextlib.suppress(DriverError, TimeoutError, dul.ProtocolError):
+            event = assoc.next_event(self.timeouts.acse)
+            if isinstance(event, dul.AssociateRequest):
+                assoc.write(assoc.session.send(event.reject(result=2, source=3, reason=2)))
+                while assoc.closed is None:
+                    assoc.next_event(self.timeouts.artim)
+        assoc.close()
+
+    def _run(self, assoc: Association) -> None:
+        try:
+            while assoc.closed is None:
+                event = assoc.next_event(self._wait(assoc))
+                if isinstance(event, dul.AssociateRequest):
+                    answer = self.policy.evaluate(event)
+                    assoc._trace("sent", answer)
+                    assoc.write(assoc.session.send(answer))
+                elif isinstance(event, dul.ReleaseRequest):
+                    assoc._trace("sent", event.response())
+                    assoc.write(assoc.session.send(event.response()))
+                elif isinstance(event, dimse.MessageReceived):
+                    self._dispatch(assoc, event)
+        except (TimeoutError, DriverError, dul.RemoteProtocolError):
+            assoc.abort()
+        except BaseException:
+            assoc.abort()
+            raise
+        finally:
+            assoc.close()
+
+    def _wait(self, assoc: Association) -> float | None:
+        if assoc.connection.state is dul.State.AWAITING_LOCAL_ASSOCIATE_RESPONSE:
+            return self.timeouts.acse
+        if assoc.connection.state is dul.State.ESTABLISHED:
+            return self.timeouts.dimse
+        return None  # ARTIM or the peer's close bounds the other states
+
+    def _dispatch(self, assoc: Association, event: dimse.MessageReceived) -> None:
+        dataset = DatasetReader(assoc, event)
+        handler = self.handlers.get(type(event.message))
+        if handler is None:
+            dataset.drain()
+            self._unsupported(assoc, event)
+            return
+        handler(assoc, event, dataset)
+        dataset.drain()
+
+    def _unsupported(self, assoc: Association, event: dimse.MessageReceived) -> None:
+        """Answer a request we have no handler for: 0x0211 Unrecognized Operation."""
+        message = event.message
+        if not isinstance(message, dimse.Request):
+            return
+        response_class = dimse.MESSAGE_CLASSES.get(message.COMMAND_FIELD | 0x8000)
+        if response_class is None:  # pragma: no cover - every request has a response class
+            return
+        response = response_class(  # type: ignore[call-arg]
+            message_id_being_responded_to=message.message_id, status=0x0211
+        )
+        assoc.send(response, context_id=event.context_id)

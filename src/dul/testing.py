@@ -1,0 +1,397 @@
+"""Hypothesis strategies for every PDU and item of dul, for property-based tests.
+
+Every strategy draws valid values only: what ``dul.encode(event, strict=True)`` accepts and what
+decodes back to an equal event. Items of types dul does not know (:class:`~dul.UnknownItem`) are
+drawn now and then, since PS3.8 §9.3.1 says a receiver skips them.
+
+hypothesis is not a dependency of dul: import this module only where hypothesis is installed::
+
+    from hypothesis import given
+    from dul.testing import pdus
+
+    @given(pdus())
+    def test_round_trip(pdu): ...
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from ._codes import AbortReason, AbortSource, ContextResult, ItemType, UserIdentityType
+from ._events import (
+    DICOM_APPLICATION_CONTEXT,
+    Abort,
+    AssociateAccept,
+    AssociateReject,
+    AssociateRequest,
+    AsyncOpsWindow,
+    PData,
+    PresentationContext,
+    PresentationContextAC,
+    PresentationDataValue,
+    ReleaseRequest,
+    ReleaseResponse,
+    RoleSelection,
+    SOPClassCommonExtendedNegotiation,
+    SOPClassExtendedNegotiation,
+    UnknownItem,
+    UserIdentity,
+    UserIdentityAC,
+    UserInformation,
+)
+
+__all__ = [
+    "PDU",
+    "WELL_KNOWN_UIDS",
+    "aborts",
+    "ae_titles",
+    "associate_accepts",
+    "associate_rejects",
+    "associate_requests",
+    "async_ops_windows",
+    "common_extended_negotiations",
+    "context_ids",
+    "extended_negotiations",
+    "implementation_version_names",
+    "maximum_lengths",
+    "pdata",
+    "pdus",
+    "presentation_contexts",
+    "presentation_contexts_ac",
+    "presentation_data_values",
+    "release_requests",
+    "release_responses",
+    "role_selections",
+    "uids",
+    "unknown_items",
+    "user_identities",
+    "user_identities_ac",
+    "user_information",
+]
+
+#: Some UIDs real associations carry: SOP classes, transfer syntaxes, implementation class UIDs.
+WELL_KNOWN_UIDS = (
+    DICOM_APPLICATION_CONTEXT,
+    "1.2.840.10008.1.1",  # Verification
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired)
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
+    "1.2.840.10008.5.1.4.1.2.2.1",  # Study Root Query/Retrieve - FIND
+    "1.2.276.0.7230010.3.0.3.6.7",  # DCMTK 3.6.7
+    "2.25.139105748215652040362284877616680975942",
+)
+
+_UID_MAX = 64
+# Printable ASCII without the backslash (PS3.5 Table 6.2-1, AE: "Default Character Repertoire
+# excluding character code 5CH ... and all control characters").
+_AE_ALPHABET = "".join(chr(c) for c in range(0x20, 0x7F) if c != 0x5C)
+_UNKNOWN_ITEM_TYPES = tuple(t for t in range(256) if t not in set(ItemType))
+_DEFINED_REJECT_REASONS = (1, 2, 3, 7)
+_PROVIDER_ABORT_REASONS = tuple(int(r) for r in AbortReason)
+
+#: What :func:`pdus` draws: the events that ``encode`` turns into each of the seven PDUs.
+PDU = (
+    AssociateRequest
+    | AssociateAccept
+    | AssociateReject
+    | PData
+    | ReleaseRequest
+    | ReleaseResponse
+    | Abort
+)
+
+_bytes16 = st.integers(min_value=0, max_value=0xFFFF)
+
+
+@st.composite
+def _built_uids(draw: st.DrawFn) -> str:
+    """Digits and dots, no leading zero in a component (PS3.5 §9.1), at most 64 characters."""
+    # Few draws per UID (each draw costs): a root of one to three short components, then big
+    # numbers until the 64 characters are reached or the count runs out.
+    root = draw(st.lists(st.integers(0, 999), min_size=1, max_size=3))
+    tail = draw(st.lists(st.integers(0, 10**24), max_size=4))
+    uid = ".".join(map(str, root))
+    for component in map(str, tail):
+        if len(uid) + 1 + len(component) > _UID_MAX:
+            break
+        uid += "." + component
+    return uid
+
+
+def uids() -> st.SearchStrategy[str]:
+    """A UID: digits and dots, components without leading zeros (PS3.5 §9.1), 1 to 64 chars."""
+    return st.one_of(st.sampled_from(WELL_KNOWN_UIDS), _built_uids())
+
+
+def ae_titles() -> st.SearchStrategy[str]:
+    """An AE title as a user composes it: 1 to 16 printable ASCII characters, no backslash.
+
+    Spaces may occur inside, never leading or trailing (they are padding on the wire, PS3.8
+    §9.3.2).
+    """
+    return st.text(alphabet=_AE_ALPHABET, min_size=1, max_size=16).filter(
+        lambda title: title.strip(" ") == title
+    )
+
+
+def context_ids() -> st.SearchStrategy[int]:
+    """A presentation context ID: odd, 1 to 255 (PS3.8 §9.3.2.2)."""
+    return st.integers(min_value=0, max_value=127).map(lambda n: 2 * n + 1)
+
+
+def presentation_contexts(
+    context_id: st.SearchStrategy[int] | None = None,
+) -> st.SearchStrategy[PresentationContext]:
+    """A presentation context as proposed (item 20H): one abstract, 1 to 4 transfer syntaxes."""
+    return st.builds(
+        PresentationContext,
+        context_id=context_ids() if context_id is None else context_id,
+        abstract_syntax=uids(),
+        transfer_syntaxes=st.lists(uids(), min_size=1, max_size=4).map(tuple),
+    )
+
+
+@st.composite
+def _context_ac(draw: st.DrawFn, context_id: st.SearchStrategy[int]) -> PresentationContextAC:
+    result = draw(st.sampled_from([int(r) for r in ContextResult]))
+    if result == ContextResult.ACCEPTANCE:
+        transfer = draw(uids())
+    else:  # not significant when rejected (PS3.8 §9.3.3.2): empty or a UID
+        transfer = draw(st.one_of(st.just(""), uids()))
+    return PresentationContextAC(
+        context_id=draw(context_id), result=result, transfer_syntax=transfer
+    )
+
+
+def presentation_contexts_ac(
+    context_id: st.SearchStrategy[int] | None = None,
+) -> st.SearchStrategy[PresentationContextAC]:
+    """A presentation context as answered (item 21H): a result 0-4 and, if accepted, a syntax."""
+    return _context_ac(context_ids() if context_id is None else context_id)
+
+
+def maximum_lengths() -> st.SearchStrategy[int]:
+    """A maximum length (51H, PS3.8 Annex D.1): any 32-bit value, 0 meaning unlimited."""
+    return st.one_of(
+        st.sampled_from([0, 4096, 16382, 16384, 262_144]),
+        st.integers(min_value=0, max_value=0xFFFF_FFFF),
+    )
+
+
+def implementation_version_names() -> st.SearchStrategy[str]:
+    """An implementation version name (55H, PS3.7 D.3.3.2.2): 1 to 16 characters.
+
+    Printable ASCII without backslash, as an AE title; no trailing space, which a receiver
+    strips.
+    """
+    return st.text(alphabet=_AE_ALPHABET, min_size=1, max_size=16).filter(
+        lambda name: name.rstrip(" ") == name
+    )
+
+
+def async_ops_windows() -> st.SearchStrategy[AsyncOpsWindow]:
+    """An asynchronous operations window (53H, PS3.7 D.3.3.3); 0 means unlimited."""
+    return st.builds(AsyncOpsWindow, invoked=_bytes16, performed=_bytes16)
+
+
+def role_selections() -> st.SearchStrategy[RoleSelection]:
+    """An SCP/SCU role selection (54H, PS3.7 D.3.3.4)."""
+    return st.builds(
+        RoleSelection, sop_class_uid=uids(), scu_role=st.booleans(), scp_role=st.booleans()
+    )
+
+
+def extended_negotiations() -> st.SearchStrategy[SOPClassExtendedNegotiation]:
+    """An SOP class extended negotiation (56H, PS3.7 D.3.3.5) with opaque service bytes."""
+    return st.builds(
+        SOPClassExtendedNegotiation,
+        sop_class_uid=uids(),
+        application_information=st.binary(max_size=32),
+    )
+
+
+def common_extended_negotiations() -> st.SearchStrategy[SOPClassCommonExtendedNegotiation]:
+    """An SOP class common extended negotiation (57H, PS3.7 D.3.3.6); A-ASSOCIATE-RQ only."""
+    return st.builds(
+        SOPClassCommonExtendedNegotiation,
+        sop_class_uid=uids(),
+        service_class_uid=uids(),
+        related_general_sop_classes=st.lists(uids(), max_size=3).map(tuple),
+    )
+
+
+def user_identities() -> st.SearchStrategy[UserIdentity]:
+    """A user identity negotiation as requested (58H, PS3.7 D.3.3.7): non-empty primary field."""
+    return st.builds(
+        UserIdentity,
+        identity_type=st.one_of(
+            st.sampled_from([int(t) for t in UserIdentityType]), st.integers(1, 255)
+        ),
+        primary=st.binary(min_size=1, max_size=64),
+        secondary=st.binary(max_size=32),
+        positive_response_requested=st.booleans(),
+    )
+
+
+def user_identities_ac() -> st.SearchStrategy[UserIdentityAC]:
+    """A user identity server response (59H, PS3.7 D.3.3.7)."""
+    return st.builds(UserIdentityAC, server_response=st.binary(max_size=64))
+
+
+def unknown_items() -> st.SearchStrategy[UnknownItem]:
+    """An item of a type that is not in :class:`~dul.ItemType` (skipped and kept, PS3.8 §9.3.1)."""
+    return st.builds(
+        UnknownItem,
+        item_type=st.sampled_from(_UNKNOWN_ITEM_TYPES),
+        data=st.binary(max_size=32),
+    )
+
+
+def _sometimes(
+    strategy: st.SearchStrategy[UnknownItem],
+) -> st.SearchStrategy[tuple[UnknownItem, ...]]:
+    """Mostly no unknown items; now and then one or two."""
+    return st.one_of(st.just(()), st.lists(strategy, min_size=1, max_size=2).map(tuple))
+
+
+def user_information(for_request: bool = True) -> st.SearchStrategy[UserInformation]:
+    """A user information item (50H, PS3.8 Annex D; PS3.7 Annex D.3.3).
+
+    The maximum length and implementation class UID are always there (mandatory); the other
+    sub-items come and go. ``for_request`` picks the sub-items of an A-ASSOCIATE-RQ (user identity
+    58H, common extended negotiation) or of an A-ASSOCIATE-AC (user identity 59H).
+    """
+    if for_request:
+        identity: st.SearchStrategy[UserIdentity | UserIdentityAC | None] = (
+            st.none() | user_identities()
+        )
+        common = st.lists(
+            common_extended_negotiations(), max_size=2, unique_by=lambda c: c.sop_class_uid
+        )
+    else:
+        identity = st.none() | user_identities_ac()
+        common = st.just([])
+    return st.builds(
+        UserInformation,
+        maximum_length=maximum_lengths(),
+        implementation_class_uid=uids(),
+        implementation_version_name=st.none() | implementation_version_names(),
+        async_ops_window=st.none() | async_ops_windows(),
+        role_selections=st.lists(
+            role_selections(), max_size=3, unique_by=lambda r: r.sop_class_uid
+        ).map(tuple),
+        extended_negotiations=st.lists(
+            extended_negotiations(), max_size=2, unique_by=lambda e: e.sop_class_uid
+        ).map(tuple),
+        common_extended_negotiations=common.map(tuple),
+        user_identity=identity,
+        unknown_items=_sometimes(unknown_items()),
+    )
+
+
+def _protocol_versions() -> st.SearchStrategy[int]:
+    """Mostly 1; sometimes another 16-bit value with bit 0 set (only bit 0 is tested, §9.3.2)."""
+    return st.one_of(st.just(1), _bytes16.map(lambda v: v | 1))
+
+
+def _application_context_names() -> st.SearchStrategy[str]:
+    return st.one_of(st.just(DICOM_APPLICATION_CONTEXT), uids())
+
+
+def associate_requests() -> st.SearchStrategy[AssociateRequest]:
+    """An A-ASSOCIATE-RQ (01H): 1 to 8 presentation contexts with unique IDs."""
+    return st.builds(
+        AssociateRequest,
+        called_ae_title=ae_titles(),
+        calling_ae_title=ae_titles(),
+        presentation_contexts=st.lists(
+            presentation_contexts(), min_size=1, max_size=8, unique_by=lambda c: c.context_id
+        ).map(tuple),
+        user_information=user_information(for_request=True),
+        application_context_name=_application_context_names(),
+        protocol_version=_protocol_versions(),
+        unknown_items=_sometimes(unknown_items()),
+    )
+
+
+def associate_accepts() -> st.SearchStrategy[AssociateAccept]:
+    """An A-ASSOCIATE-AC (02H): 1 to 8 answered presentation contexts with unique IDs."""
+    return st.builds(
+        AssociateAccept,
+        called_ae_title=ae_titles(),
+        calling_ae_title=ae_titles(),
+        presentation_contexts=st.lists(
+            presentation_contexts_ac(), min_size=1, max_size=8, unique_by=lambda c: c.context_id
+        ).map(tuple),
+        user_information=user_information(for_request=False),
+        application_context_name=_application_context_names(),
+        protocol_version=_protocol_versions(),
+        unknown_items=_sometimes(unknown_items()),
+    )
+
+
+def associate_rejects() -> st.SearchStrategy[AssociateReject]:
+    """An A-ASSOCIATE-RJ (03H): result 1-2, source 1-3, any reason byte (PS3.8 Table 9-21)."""
+    return st.builds(
+        AssociateReject,
+        result=st.sampled_from([1, 2]),
+        source=st.sampled_from([1, 2, 3]),
+        reason=st.one_of(st.sampled_from(_DEFINED_REJECT_REASONS), st.integers(0, 255)),
+    )
+
+
+def presentation_data_values() -> st.SearchStrategy[PresentationDataValue]:
+    """One PDV with at least one byte of data (PS3.8 Annex E.1)."""
+    return st.builds(
+        PresentationDataValue,
+        context_id=context_ids(),
+        is_command=st.booleans(),
+        is_last=st.booleans(),
+        data=st.binary(min_size=1, max_size=256),
+    )
+
+
+def pdata() -> st.SearchStrategy[PData]:
+    """A P-DATA-TF (04H) to send: 1 to 4 PDVs. Decoded, it comes back as ``PDataReceived``."""
+    return st.builds(
+        PData, values=st.lists(presentation_data_values(), min_size=1, max_size=4).map(tuple)
+    )
+
+
+def release_requests() -> st.SearchStrategy[ReleaseRequest]:
+    """An A-RELEASE-RQ (05H): it has no fields."""
+    return st.just(ReleaseRequest())
+
+
+def release_responses() -> st.SearchStrategy[ReleaseResponse]:
+    """An A-RELEASE-RP (06H): it has no fields."""
+    return st.just(ReleaseResponse())
+
+
+def aborts() -> st.SearchStrategy[Abort]:
+    """An A-ABORT (07H): a user abort with any reason byte, or a provider abort with a defined
+    reason (PS3.8 Table 9-26).
+    """
+    return st.one_of(
+        st.builds(Abort, source=st.just(int(AbortSource.SERVICE_USER)), reason=st.integers(0, 255)),
+        st.builds(
+            Abort,
+            source=st.just(int(AbortSource.SERVICE_PROVIDER)),
+            reason=st.sampled_from(_PROVIDER_ABORT_REASONS),
+        ),
+    )
+
+
+def pdus() -> st.SearchStrategy[PDU]:
+    """Any one of the seven PDUs."""
+    return st.one_of(
+        associate_requests(),
+        associate_accepts(),
+        associate_rejects(),
+        pdata(),
+        release_requests(),
+        release_responses(),
+        aborts(),
+    )
