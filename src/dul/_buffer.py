@@ -1,6 +1,13 @@
-"""Framing: split a byte stream into PDUs by their 6-byte header (PS3.8 §9.3.1)."""
+"""Framing: split a byte stream into PDUs by their 6-byte header (PS3.8 §9.3.1).
+
+Received bytes are kept as the chunks they arrived in (copied once, unless they already are
+immutable ``bytes``). A PDU that lies within one chunk is handed over as a ``memoryview`` slice of
+it, with no further copy; only a PDU that straddles chunks is joined.
+"""
 
 from __future__ import annotations
+
+from collections import deque
 
 from ._codes import AbortReason, PDUType
 from ._errors import RemoteProtocolError
@@ -12,54 +19,89 @@ __all__ = ["ReceiveBuffer"]
 class ReceiveBuffer:
     """Bytes received and not yet framed.
 
-    Appending is amortized O(1) and framing inspects only the header until a PDU is complete, so
-    feeding a stream one byte at a time costs O(n) overall. A declared length is checked against
-    the caps as soon as the header is complete, before any more of the PDU is waited for.
+    Feeding is O(1) per chunk, and framing looks at a header once and then only at a byte count
+    until its PDU is complete, so a stream fed one byte at a time costs O(n) overall. A declared
+    length is checked against the caps as soon as the header is complete, before any more of
+    the PDU is waited for.
     """
 
-    __slots__ = ("_data",)
+    __slots__ = ("_chunks", "_header", "_offset", "_size")
 
     def __init__(self) -> None:
-        self._data = bytearray()
+        self._chunks: deque[bytes] = deque()
+        self._offset = 0  # bytes of the first chunk already consumed
+        self._size = 0  # bytes held and not consumed
+        self._header: tuple[int, int] | None = None  # (type, length) of the PDU being framed
 
     def __len__(self) -> int:
-        return len(self._data)
+        return self._size
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self._data += data
+        chunk = data if type(data) is bytes else bytes(data)
+        if chunk:
+            self._chunks.append(chunk)
+            self._size += len(chunk)
 
     def clear(self) -> None:
-        self._data.clear()
+        self._chunks.clear()
+        self._offset = self._size = 0
+        self._header = None
 
-    def next_pdu(self, max_length: int, max_associate_length: int) -> tuple[int, bytes] | None:
+    def _take(self, n: int) -> bytes | memoryview:
+        """Consume ``n`` bytes: a view when they lie in the first chunk, else a joined copy."""
+        chunks = self._chunks
+        first = chunks[0]
+        start = self._offset
+        self._size -= n
+        if len(first) - start >= n:
+            end = start + n
+            if end == len(first):
+                chunks.popleft()
+                self._offset = 0
+            else:
+                self._offset = end
+            return memoryview(first)[start:end]
+        out = bytearray(n)
+        filled = 0
+        while filled < n:
+            first = chunks[0]
+            piece = min(len(first) - start, n - filled)
+            out[filled : filled + piece] = memoryview(first)[start : start + piece]
+            filled += piece
+            if start + piece == len(first):
+                chunks.popleft()
+                start = 0
+            else:
+                start += piece
+        self._offset = start
+        return memoryview(bytes(out)) if n <= 4096 else memoryview(out).toreadonly()
+
+    def next_pdu(
+        self, max_length: int, max_associate_length: int
+    ) -> tuple[int, bytes | memoryview] | None:
         """Take one whole PDU as (type, body) off the front, or ``None`` if it is incomplete.
 
         ``max_length`` bounds every PDU but the A-ASSOCIATE ones, which ``max_associate_length``
         bounds; both count the bytes after the 6-byte header.
         """
-        data = self._data
-        if len(data) < 6:
-            return None
-        pdu_type, length = PDU_HEADER.unpack_from(data)
-        if pdu_type in (PDUType.ASSOCIATE_RQ, PDUType.ASSOCIATE_AC):
-            if length > max_associate_length:
+        header = self._header
+        if header is None:
+            if self._size < 6:
+                return None
+            pdu_type, length = PDU_HEADER.unpack(self._take(6))
+            if pdu_type in (PDUType.ASSOCIATE_RQ, PDUType.ASSOCIATE_AC):
+                cap, what = max_associate_length, "the A-ASSOCIATE cap of"
+            else:
+                cap, what = max_length, "the maximum length of"
+            if length > cap:
                 raise RemoteProtocolError(
-                    f"A-ASSOCIATE PDU declares {length} bytes, above the cap of "
-                    f"{max_associate_length}",
+                    f"PDU of type {pdu_type:02X}H declares {length} bytes, above {what} {cap}",
                     reason=AbortReason.INVALID_PDU_PARAMETER_VALUE,
                     offset=2,
                 )
-        elif length > max_length:
-            raise RemoteProtocolError(
-                f"PDU of type {pdu_type:02X}H declares {length} bytes, above the maximum "
-                f"length of {max_length}",
-                reason=AbortReason.INVALID_PDU_PARAMETER_VALUE,
-                offset=2,
-            )
-        end = 6 + length
-        if len(data) < end:
+            header = self._header = (pdu_type, length)
+        pdu_type, length = header
+        if self._size < length:
             return None
-        with memoryview(data) as view, view[6:end] as body_view:
-            body = bytes(body_view)
-        del data[:end]
-        return pdu_type, body
+        self._header = None
+        return pdu_type, self._take(length) if length else b""

@@ -88,9 +88,10 @@ def _items(body: bytes, start: int, end: int, where: str) -> list[tuple[int, int
 
 def _ae_title(raw: bytes) -> str:
     value = raw.decode("latin-1").strip(" \x00")
-    # All spaces is kept as a WireStr too: the A-ASSOCIATE-AC must echo it, and "" cannot be
-    # encoded strictly.
-    if not value or raw != value.encode("latin-1").ljust(16, b" "):
+    # A title that strict encoding would refuse (all spaces, non-ASCII, a control character) is
+    # kept as a WireStr too: the A-ASSOCIATE-AC must echo it byte-exact.
+    canonical = value.encode("latin-1").ljust(16, b" ")
+    if raw != canonical or not value or not value.isascii() or _AE_FORBIDDEN.search(value):
         return WireStr(value, raw)
     return value
 
@@ -183,9 +184,9 @@ def _decode_common_extended(body: bytes, s: int, e: int) -> SOPClassCommonExtend
     sop, pos = _u16_field(body, s, e, what)
     service, pos = _u16_field(body, pos, e, what)
     related_block, pos = _u16_field(body, pos, e, what)
-    related, rpos = [], 0
-    while rpos < len(related_block):
-        uid, rpos = _u16_field(related_block, rpos, len(related_block), what)
+    related, rpos = [], pos - len(related_block)  # parse in place: offsets count in the PDU
+    while rpos < pos:
+        uid, rpos = _u16_field(body, rpos, pos, what)
         related.append(_text(uid))
     # Bytes after the related SOP class list are reserved (PS3.7 Table D.3-12): not tested.
     return SOPClassCommonExtendedNegotiation(
@@ -324,7 +325,7 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | Associat
     )
 
 
-def _decode_pdata(body: bytes) -> PDataReceived:
+def _decode_pdata(body: bytes | memoryview) -> PDataReceived:
     view = memoryview(body)
     end = len(body)
     values = []
@@ -389,12 +390,17 @@ _DECODERS: dict[int, Callable[[bytes], Event]] = {
 }
 
 
-def decode_pdu(pdu_type: int, body: bytes) -> Event:
-    """Decode one PDU from its type and its body (the bytes after the 6-byte header)."""
+def decode_pdu(pdu_type: int, body: bytes | memoryview) -> Event:
+    """Decode one PDU from its type and its body (the bytes after the 6-byte header).
+
+    A P-DATA-TF's PDVs are slices of ``body``; other PDUs copy what they keep.
+    """
     decoder = _DECODERS.get(pdu_type)
     if decoder is None:
         _fail(f"unknown PDU type {pdu_type:02X}H", 0, AbortReason.UNRECOGNIZED_PDU)
-    return decoder(body)
+    if pdu_type != PDUType.P_DATA_TF and type(body) is not bytes:
+        body = bytes(body)
+    return decoder(body)  # type: ignore[arg-type]
 
 
 def decode(data: bytes) -> list[Event]:

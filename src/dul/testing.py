@@ -144,12 +144,12 @@ def context_ids() -> st.SearchStrategy[int]:
 def presentation_contexts(
     context_id: st.SearchStrategy[int] | None = None,
 ) -> st.SearchStrategy[PresentationContext]:
-    """A presentation context as proposed (item 20H): one abstract, 1 to 4 transfer syntaxes."""
+    """A presentation context as proposed (item 20H): one abstract, 1 to 3 transfer syntaxes."""
     return st.builds(
         PresentationContext,
         context_id=context_ids() if context_id is None else context_id,
         abstract_syntax=uids(),
-        transfer_syntaxes=st.lists(uids(), min_size=1, max_size=4).map(tuple),
+        transfer_syntaxes=st.lists(uids(), min_size=1, max_size=3).map(tuple),
     )
 
 
@@ -280,7 +280,7 @@ def user_information(for_request: bool = True) -> st.SearchStrategy[UserInformat
         implementation_version_name=st.none() | implementation_version_names(),
         async_ops_window=st.none() | async_ops_windows(),
         role_selections=st.lists(
-            role_selections(), max_size=3, unique_by=lambda r: r.sop_class_uid
+            role_selections(), max_size=2, unique_by=lambda r: r.sop_class_uid
         ).map(tuple),
         extended_negotiations=st.lists(
             extended_negotiations(), max_size=2, unique_by=lambda e: e.sop_class_uid
@@ -301,13 +301,13 @@ def _application_context_names() -> st.SearchStrategy[str]:
 
 
 def associate_requests() -> st.SearchStrategy[AssociateRequest]:
-    """An A-ASSOCIATE-RQ (01H): 1 to 8 presentation contexts with unique IDs."""
+    """An A-ASSOCIATE-RQ (01H): 1 to 6 presentation contexts with unique IDs."""
     return st.builds(
         AssociateRequest,
         called_ae_title=ae_titles(),
         calling_ae_title=ae_titles(),
         presentation_contexts=st.lists(
-            presentation_contexts(), min_size=1, max_size=8, unique_by=lambda c: c.context_id
+            presentation_contexts(), min_size=1, max_size=6, unique_by=lambda c: c.context_id
         ).map(tuple),
         user_information=user_information(for_request=True),
         application_context_name=_application_context_names(),
@@ -317,13 +317,13 @@ def associate_requests() -> st.SearchStrategy[AssociateRequest]:
 
 
 def associate_accepts() -> st.SearchStrategy[AssociateAccept]:
-    """An A-ASSOCIATE-AC (02H): 1 to 8 answered presentation contexts with unique IDs."""
+    """An A-ASSOCIATE-AC (02H): 1 to 6 answered presentation contexts with unique IDs."""
     return st.builds(
         AssociateAccept,
         called_ae_title=ae_titles(),
         calling_ae_title=ae_titles(),
         presentation_contexts=st.lists(
-            presentation_contexts_ac(), min_size=1, max_size=8, unique_by=lambda c: c.context_id
+            presentation_contexts_ac(), min_size=1, max_size=6, unique_by=lambda c: c.context_id
         ).map(tuple),
         user_information=user_information(for_request=False),
         application_context_name=_application_context_names(),
@@ -395,3 +395,166 @@ def pdus() -> st.SearchStrategy[PDU]:
         release_responses(),
         aborts(),
     )
+
+
+# =============================================================================================
+# DIMSE messages (PS3.7 §9.3, §10.3): strategies for dul.dimse.
+# This section is kept with the DIMSE tests (tests/test_dimse_*.py); the PDU strategies above
+# are not touched by it.
+# =============================================================================================
+
+import attrs as _attrs  # noqa: E402 - this section's own imports, kept with it
+
+from . import dimse as _dimse  # noqa: E402
+
+__all__ += [
+    "DIMSE_MESSAGE_CLASSES",
+    "DIMSE_STATUSES",
+    "command_tags",
+    "dimse_messages",
+    "dimse_statuses",
+    "lo_texts",
+    "unknown_command_elements",
+]
+
+#: Every DIMSE-C and DIMSE-N message class, requests and responses (PS3.7 §9.3, §10.3).
+DIMSE_MESSAGE_CLASSES: tuple[type[_dimse.Message], ...] = (
+    _dimse.CStoreRequest,
+    _dimse.CStoreResponse,
+    _dimse.CFindRequest,
+    _dimse.CFindResponse,
+    _dimse.CGetRequest,
+    _dimse.CGetResponse,
+    _dimse.CMoveRequest,
+    _dimse.CMoveResponse,
+    _dimse.CEchoRequest,
+    _dimse.CEchoResponse,
+    _dimse.CCancelRequest,
+    _dimse.NEventReportRequest,
+    _dimse.NEventReportResponse,
+    _dimse.NGetRequest,
+    _dimse.NGetResponse,
+    _dimse.NSetRequest,
+    _dimse.NSetResponse,
+    _dimse.NActionRequest,
+    _dimse.NActionResponse,
+    _dimse.NCreateRequest,
+    _dimse.NCreateResponse,
+    _dimse.NDeleteRequest,
+    _dimse.NDeleteResponse,
+)
+
+#: Status codes of PS3.7 Annex C and the service classes of PS3.4, one or two of each kind.
+DIMSE_STATUSES = (
+    0x0000,  # success
+    0x0001,  # warning: requested optional attributes are not supported
+    0x0107,  # warning: attribute list error
+    0x0116,  # warning: attribute value out of range
+    0xB000,  # warning: coercion of data elements (C-STORE), sub-operations complete (C-MOVE)
+    0x0110,  # failure: processing failure
+    0x0122,  # failure: SOP class not supported
+    0x0211,  # failure: unrecognized operation
+    0xA700,  # failure: out of resources
+    0xA801,  # failure: move destination unknown
+    0xC000,  # failure: unable to process
+    0xFE00,  # cancel
+    0xFF00,  # pending
+    0xFF01,  # pending: optional keys not supported
+)
+_PENDING = (0xFF00, 0xFF01)
+
+
+def dimse_statuses() -> st.SearchStrategy[int]:
+    """A DIMSE status: a defined code now and then, otherwise any 16-bit value."""
+    return st.one_of(st.sampled_from(DIMSE_STATUSES), _bytes16)
+
+
+def lo_texts() -> st.SearchStrategy[str]:
+    """An LO value (Error Comment): up to 64 printable ASCII characters, no backslash.
+
+    No trailing space: it is padding on the wire (PS3.5 §6.2), stripped when read.
+    """
+    return st.text(alphabet=_AE_ALPHABET, max_size=64).filter(lambda t: t.rstrip(" ") == t)
+
+
+def command_tags() -> st.SearchStrategy[tuple[tuple[int, int], ...]]:
+    """An AT value (Offending Element, Attribute Identifier List): 0 to 4 (group, element)."""
+    return st.lists(st.tuples(_bytes16, _bytes16), max_size=4).map(tuple)
+
+
+def unknown_command_elements() -> st.SearchStrategy[tuple[tuple[int, bytes], ...]]:
+    """Elements of group 0000 that no message class defines, raw, in ascending order.
+
+    Values have an even length, as every DICOM value (PS3.5 §7.1.1).
+    """
+    element = st.integers(min_value=1, max_value=0xFFFF).filter(lambda e: e not in _dimse.ELEMENTS)
+    value = st.binary(max_size=16).map(lambda b: b + b"\0" * (len(b) % 2))
+    return st.lists(st.tuples(element, value), max_size=3, unique_by=lambda e: e[0]).map(
+        lambda items: tuple(sorted(items))
+    )
+
+
+#: A strategy for each message field, by attribute name.
+_DIMSE_FIELDS: dict[str, st.SearchStrategy[object]] = {
+    "affected_sop_class_uid": uids(),
+    "requested_sop_class_uid": uids(),
+    "affected_sop_instance_uid": uids(),
+    "requested_sop_instance_uid": uids(),
+    "message_id": _bytes16,
+    "message_id_being_responded_to": _bytes16,
+    "move_destination": ae_titles(),
+    "priority": st.sampled_from([0, 1, 2]),
+    "status": dimse_statuses(),
+    "offending_element": command_tags(),
+    "error_comment": lo_texts(),
+    "error_id": _bytes16,
+    "event_type_id": _bytes16,
+    "attribute_identifier_list": command_tags(),
+    "action_type_id": _bytes16,
+    "remaining_suboperations": _bytes16,
+    "completed_suboperations": _bytes16,
+    "failed_suboperations": _bytes16,
+    "warning_suboperations": _bytes16,
+    "move_originator_aet": ae_titles(),
+    "move_originator_message_id": _bytes16,
+}
+
+
+@st.composite
+def _dimse_message(draw: st.DrawFn, cls: type[_dimse.Message]) -> tuple[_dimse.Message, bool]:
+    values: dict[str, object] = {}
+    for attribute in _attrs.fields(cls):
+        if attribute.name == "unknown_elements":
+            continue
+        strategy = _DIMSE_FIELDS[attribute.name]
+        if attribute.default is not _attrs.NOTHING and "None" in str(attribute.type):
+            strategy = st.none() | strategy
+        values[attribute.name] = draw(strategy)
+    # The conditional rules encode_message enforces: the move originator is a pair (PS3.7
+    # 9.3.1.1); a Pending C-GET/C-MOVE response counts the remaining sub-operations (9.3.3.2).
+    if "move_originator_aet" in values and values["move_originator_aet"] is None:
+        values["move_originator_message_id"] = None
+    if "move_originator_message_id" in values and values["move_originator_message_id"] is None:
+        values["move_originator_aet"] = None
+    if (
+        "remaining_suboperations" in values
+        and values["status"] in _PENDING
+        and values["remaining_suboperations"] is None
+    ):
+        values["remaining_suboperations"] = draw(_bytes16)
+    message = cls(unknown_elements=draw(unknown_command_elements()), **values)
+    if cls.DATASET is _dimse.DatasetPresence.OPTIONAL:
+        return message, draw(st.booleans())
+    return message, cls.DATASET is _dimse.DatasetPresence.REQUIRED
+
+
+def dimse_messages(
+    *classes: type[_dimse.Message],
+) -> st.SearchStrategy[tuple[_dimse.Message, bool]]:
+    """A DIMSE message of one of ``classes`` (all of them by default) and whether a data set
+    goes with it, following the presence rules of PS3.7 §9.3 and §10.3.
+
+    Every field is drawn, optional ones now and then absent; unknown elements come along, as
+    a receiver keeps them.
+    """
+    return st.one_of([_dimse_message(cls) for cls in classes or DIMSE_MESSAGE_CLASSES])

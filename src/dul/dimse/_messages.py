@@ -55,7 +55,7 @@ __all__ = [
 
 VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 _NO_DATASET = 0x0101  # CommandDataSetType: "no data set"; any other value means one follows
-_DATASET = 0x0000  # what DCMTK sends when a data set follows
+_DATASET = 0x0001  # what DCMTK and pynetdicom send when a data set follows
 
 
 class Priority(enum.IntEnum):
@@ -472,7 +472,9 @@ MESSAGE_CLASSES: dict[int, type[Message]] = {
 }
 _CLASS_FIELDS: dict[type[Message], tuple[tuple[str, int, bool], ...]] = {
     cls: tuple(
-        (f.name, _FIELDS[f.name], f.default is attrs.NOTHING)
+        # Required on receive: no default, or a default that stands for a mandatory field
+        # (Status, Priority): a response without Status must not read as Success.
+        (f.name, _FIELDS[f.name], f.default is attrs.NOTHING or "None" not in str(f.type))
         for f in attrs.fields(cls)
         if f.name != "unknown_elements"
     )
@@ -529,6 +531,7 @@ def decode_message(data: bytes | memoryview) -> tuple[Message, bool]:
                 raise RemoteProtocolError(
                     f"{cls.__name__} lacks {keyword} (0000,{element:04X})", reason=6
                 )
+            values[name] = None  # absent: no default fills in (C-ECHO-RSP's SOP class is U)
             continue
         values[name] = value
     unknown = []
@@ -536,7 +539,11 @@ def decode_message(data: bytes | memoryview) -> tuple[Message, bool]:
         if isinstance(value, bytes):
             unknown.append((element, value))
         else:  # a known element this message does not define: keep its encoding
-            unknown.append((element, _encode_value(element, ELEMENTS[element][1], value)))
+            try:
+                raw = _encode_value(element, ELEMENTS[element][1], value)
+            except LocalProtocolError:  # text we would not send (non-ASCII, too long): as received
+                raw = str(value).encode("latin-1")
+            unknown.append((element, raw))
     try:
         message = cls(unknown_elements=tuple(unknown), **values)
     except TypeError as exc:  # pragma: no cover - required fields were checked above
