@@ -96,11 +96,19 @@ def _ae_title(raw: bytes) -> str:
     return value
 
 
+_TEXTS: dict[bytes, str] = {}  # a small memo: associations repeat the same few dozen UIDs
+
+
 def _text(raw: bytes) -> str:
     """A UID or other short text: trailing NUL and space padding are removed (raw kept)."""
-    value = raw.decode("latin-1").rstrip("\x00 ")
-    if len(value) != len(raw):
-        return WireStr(value, raw)
+    value = _TEXTS.get(raw)
+    if value is None:
+        value = raw.decode("latin-1").rstrip("\x00 ")
+        if len(value) != len(raw):
+            return WireStr(value, raw)
+        if len(_TEXTS) >= 4096:
+            _TEXTS.clear()
+        _TEXTS[raw] = value
     return value
 
 
@@ -123,13 +131,21 @@ def _decode_context_rq(body: bytes, start: int, end: int) -> PresentationContext
         _fail(f"presentation context ID {context_id} is not odd", start + 6)
     abstract: str | None = None
     transfers = []
-    for item_type, s, e in _items(body, start + 4, end, "presentation context"):
-        if item_type == ItemType.ABSTRACT_SYNTAX:
+    pos = start + 4
+    while pos < end:  # the sub-items, inline: this loop is the hot path of decoding a request
+        if end - pos < 4:
+            _fail(f"presentation context: {end - pos} bytes left over", pos + 6)
+        item_type, length = _ITEM.unpack_from(body, pos)
+        s = pos + 4
+        pos = e = s + length
+        if e > end:
+            _fail(f"presentation context: item {item_type:02X}H overruns its parent", s + 2)
+        if item_type == 0x40:  # ItemType.TRANSFER_SYNTAX
+            transfers.append(_text(body[s:e]))
+        elif item_type == ItemType.ABSTRACT_SYNTAX:
             if abstract is not None:
                 _fail("presentation context has two abstract syntaxes", s + 2, _UNEXPECTED)
             abstract = _text(body[s:e])
-        elif item_type == ItemType.TRANSFER_SYNTAX:
-            transfers.append(_text(body[s:e]))
         elif item_type in _KNOWN_ITEMS:
             _fail(f"item {item_type:02X}H inside a presentation context", s + 2, _UNEXPECTED)
     if abstract is None:
@@ -498,6 +514,23 @@ def _byte(value: int, what: str) -> int:
     return value
 
 
+_UID_ITEMS: dict[tuple[int, str], bytes] = {}  # validated, encoded UID items, by (type, UID)
+
+
+def _uid_item(item_type: int, value: str, what: str, strict: bool) -> bytes:
+    """An item holding one UID; strict encodings are memoized (requests repeat their UIDs)."""
+    if not strict or type(value) is not str:
+        return _item(item_type, _uid_bytes(value, what, strict))
+    key = (item_type, value)
+    encoded = _UID_ITEMS.get(key)
+    if encoded is None:
+        encoded = _item(item_type, _uid_bytes(value, what, strict))
+        if len(_UID_ITEMS) >= 4096:
+            _UID_ITEMS.clear()
+        _UID_ITEMS[key] = encoded
+    return encoded
+
+
 def _encode_context_rq(context: PresentationContext, strict: bool) -> bytes:
     _check_context_id(context.context_id, strict)
     if strict:
@@ -507,13 +540,13 @@ def _encode_context_rq(context: PresentationContext, strict: bool) -> bytes:
         )
     parts = [
         bytes((_byte(context.context_id, "context ID"), 0, 0, 0)),
-        _item(
-            ItemType.ABSTRACT_SYNTAX, _uid_bytes(context.abstract_syntax, "abstract syntax", strict)
-        ),
+        _uid_item(ItemType.ABSTRACT_SYNTAX, context.abstract_syntax, "abstract syntax", strict),
     ]
     parts.extend(
-        _item(ItemType.TRANSFER_SYNTAX, _uid_bytes(ts, "transfer syntax", strict))
-        for ts in context.transfer_syntaxes
+        [
+            _uid_item(ItemType.TRANSFER_SYNTAX, ts, "transfer syntax", strict)
+            for ts in context.transfer_syntaxes
+        ]
     )
     return _item(ItemType.PRESENTATION_CONTEXT_RQ, b"".join(parts))
 
