@@ -1,8 +1,27 @@
-"""Sphinx configuration for dul's documentation (pages in Markdown through MyST)."""
+"""Sphinx configuration for dul's documentation (pages in Markdown through MyST).
+
+Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html``. The docs import ``dul``
+from ``src/`` (no install needed) and draw the state table from ``dul._state`` at each build.
+"""
 
 from __future__ import annotations
 
-import dul
+import sys
+from pathlib import Path
+
+from sphinx.application import Sphinx
+
+DOCS = Path(__file__).resolve().parent
+sys.path[:0] = [str(DOCS.parent / "src"), str(DOCS)]  # before the imports below
+
+import state_diagram  # noqa: E402
+
+import dul  # noqa: E402
+from dul._connection import (  # noqa: E402
+    DEFAULT_ASSOCIATE_LENGTH_LIMIT,
+    DEFAULT_PDU_LENGTH_LIMIT,
+    UNLIMITED_FRAGMENT,
+)
 
 project = "dul"
 author = "dul contributors"
@@ -19,12 +38,34 @@ extensions = [
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+# _generated holds Markdown included by other pages, not pages of its own.
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 
 autodoc_typehints = "description"
 autodoc_member_order = "bysource"
 nitpicky = False
 
 myst_heading_anchors = 3
+myst_enable_extensions = ["colon_fence", "substitution"]
+# Facts the pages state, taken from the code so that they cannot drift: {{name}} in a page.
+myst_substitutions = {
+    "implementation_class_uid": dul.IMPLEMENTATION_CLASS_UID,
+    "implementation_version_name": dul.IMPLEMENTATION_VERSION_NAME,
+    "application_context": dul.DICOM_APPLICATION_CONTEXT,
+    "default_maximum_length": f"{dul.DEFAULT_MAXIMUM_LENGTH:,}",
+    "pdu_length_limit": f"{DEFAULT_PDU_LENGTH_LIMIT:,}",
+    "associate_length_limit": f"{DEFAULT_ASSOCIATE_LENGTH_LIMIT:,}",
+    "unlimited_fragment": f"{UNLIMITED_FRAGMENT:,}",
+}
 
 html_theme = "alabaster"
+html_theme_options = {"description": "A sans-I/O DICOM Upper Layer", "fixed_sidebar": True}
+
+
+def _generate(app: Sphinx) -> None:
+    """Write the state table and diagram from the code before any page is read."""
+    state_diagram.write(Path(app.srcdir) / "_generated" / "state-table.md")
+
+
+def setup(app: Sphinx) -> None:
+    app.connect("builder-inited", _generate)

@@ -43,6 +43,8 @@ __all__ = ["NEED_DATA", "AcceptedContext", "Connection", "Role", "Sentinel"]
 
 #: When the peer announced 0 (no limit), ``send_data`` still cuts fragments at this size.
 UNLIMITED_FRAGMENT = 1 << 20
+#: What ``send_data`` assumes when the peer announced no maximum length sub-item at all.
+MISSING_MAXIMUM_LENGTH = 16_384
 #: The default cap on any PDU received, whatever was announced (bytes after the header).
 DEFAULT_PDU_LENGTH_LIMIT = 16 << 20
 #: The default cap on a received A-ASSOCIATE-RQ/AC (128 contexts come to about 130 KB).
@@ -248,16 +250,20 @@ class Connection:
         """The Connection's part of validating an A-ASSOCIATE-AC: it must answer our request."""
         assert self.request is not None
         proposed = {c.context_id: c for c in self.request.presentation_contexts}
+        answered: set[int] = set()
         for context in accept.presentation_contexts:
             ours = proposed.get(context.context_id)
             if ours is None:
                 problem = f"answers presentation context {context.context_id}, never proposed"
+            elif context.context_id in answered:
+                problem = f"answers presentation context {context.context_id} twice"
             elif context.accepted and context.transfer_syntax not in ours.transfer_syntaxes:
                 problem = (
                     f"accepts context {context.context_id} with transfer syntax "
                     f"{context.transfer_syntax}, which was not proposed for it"
                 )
             else:
+                answered.add(context.context_id)
                 continue
             self._invalid(
                 RemoteProtocolError(
@@ -498,7 +504,10 @@ class Connection:
         info = (
             self.request.user_information if self.role is Role.ACCEPTOR else accept.user_information
         )
-        self.max_send_length = info.maximum_length or 0
+        # The sub-item is mandatory (PS3.8 Annex D.1); a peer that omits it gets fragments of
+        # DCMTK's default size rather than "no limit".
+        maximum = info.maximum_length
+        self.max_send_length = MISSING_MAXIMUM_LENGTH if maximum is None else maximum
 
     # Data transfer (Table 9-7) and P-DATA during release (Table 9-8)
     def _dt_1(self, event: PData | None) -> None:

@@ -15,11 +15,13 @@ from ._codes import (
     AbortReason,
     AbortSource,
     ContextResult,
+    PDUType,
     RejectResult,
     RejectSource,
     UserIdentityType,
     reject_reason_name,
 )
+from ._connection import DEFAULT_ASSOCIATE_LENGTH_LIMIT, DEFAULT_PDU_LENGTH_LIMIT
 from ._errors import RemoteProtocolError
 from ._events import (
     Abort,
@@ -291,6 +293,13 @@ def dump_stream(data: bytes, out: TextIO) -> int:
             )
         pdu_type, length = PDU_HEADER.unpack_from(data, pos)
         out.write(f"PDU {count + 1} at byte {pos}: type {pdu_type:02X}H, length {length} (+6)\n")
+        is_associate = pdu_type in (PDUType.ASSOCIATE_RQ, PDUType.ASSOCIATE_AC)
+        cap = DEFAULT_ASSOCIATE_LENGTH_LIMIT if is_associate else DEFAULT_PDU_LENGTH_LIMIT
+        if length > cap:
+            out.write(
+                f"  note: above a Connection's default cap of {cap} bytes: with the default "
+                "limits it would abort here (reason 6)\n"
+            )
         end = pos + 6 + length
         if end > len(data):
             return _truncated(
