@@ -28,8 +28,8 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 
-echo "== installing dul[test,docs,dev,examples] into .venv"
-.venv/bin/python -m pip install --quiet -e '.[test,docs,dev,examples]'
+echo "== installing dul[test,docs,dev,examples,print] into .venv"
+.venv/bin/python -m pip install --quiet -e '.[test,docs,dev,examples,print]'
 
 if ! have_dcmtk; then
     echo "== DCMTK not found: installing it with apt-get"

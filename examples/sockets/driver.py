@@ -408,8 +408,9 @@ class Association:
     def abort(self) -> None:
         """A-ABORT (if the state allows one), then close the socket."""
         with contextlib.suppress(dul.LocalProtocolError, DriverError, OSError):
+            data = self.session.send(dul.Abort())
             self._trace("sent", dul.Abort())
-            self.write(self.session.send(dul.Abort()))
+            self.write(data)
         self.close()
 
     def close(self) -> None:

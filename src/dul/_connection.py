@@ -21,7 +21,7 @@ from typing import Literal, NoReturn
 from attrs import frozen
 
 from ._buffer import ReceiveBuffer
-from ._codes import AbortReason, AbortSource, ContextResult, RejectReasonACSE, RejectSource
+from ._codes import AbortReason, AbortSource, ContextResult, PDUType, RejectReasonACSE, RejectSource
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     Abort,
@@ -36,7 +36,7 @@ from ._events import (
     ReleaseRequest,
     ReleaseResponse,
 )
-from ._pdu import decode_pdu, encode, pdata_header
+from ._pdu import check_pdata, decode_pdu, encode, pdata_header
 from ._state import NEXT_STATES, TRANSITIONS, Action, Input, State
 
 __all__ = ["NEED_DATA", "AcceptedContext", "Connection", "Role", "Sentinel"]
@@ -95,6 +95,8 @@ _SENT_INPUT: dict[type, Input] = {
     ReleaseResponse: Input.EVT14,
     Abort: Input.EVT15,
 }
+#: Where a received P-DATA-TF is delivered (DT-2, AR-6); elsewhere it is only validated.
+_DELIVERS_PDATA = frozenset((State.ESTABLISHED, State.AWAITING_RELEASE_RP))
 _PDU_NAMES: dict[type, str] = {
     AssociateRequest: "A-ASSOCIATE-RQ",
     AssociateAccept: "A-ASSOCIATE-AC",
@@ -201,7 +203,13 @@ class Connection:
                     framed = self._buffer.next_pdu(
                         self._receive_limit(), self.associate_length_limit
                     )
-                    event = decode_pdu(*framed) if framed is not None else None
+                    event: Event | None
+                    if framed is None:
+                        event = None
+                    elif framed[0] == PDUType.P_DATA_TF and self._state not in _DELIVERS_PDATA:
+                        event = check_pdata(framed[1])  # not delivered here: build no PDVs
+                    else:
+                        event = decode_pdu(*framed)
                 except RemoteProtocolError as exc:
                     self._framing_lost = True
                     self._buffer.clear()
@@ -297,8 +305,12 @@ class Connection:
 
     # -- bytes out --------------------------------------------------------------------------
 
-    def send(self, event: Event) -> bytes:
-        """Bytes to write for ``event``; :class:`LocalProtocolError` if the table forbids it."""
+    def send(self, event: Event, *, strict: bool = True) -> bytes:
+        """Bytes to write for ``event``; :class:`LocalProtocolError` if the table forbids it.
+
+        ``strict=False`` encodes values the codec would refuse (see :func:`dul.encode`): for a
+        proxy forwarding what it received. The state table applies all the same.
+        """
         event_input = _SENT_INPUT.get(type(event))
         if event_input is None:
             raise LocalProtocolError(f"{type(event).__name__} is not something to send")
@@ -307,7 +319,7 @@ class Connection:
             self._check_our_accept(event)
         elif isinstance(event, PData):
             self._check_pdata(event)
-        data = encode(event)  # validates before any state changes
+        data = encode(event, strict)  # validates before any state changes
         self._outgoing.append(data)
         self._apply(event_input, event)
         return self.data_to_send()

@@ -43,7 +43,7 @@ from ._events import (
     WireStr,
 )
 
-__all__ = ["decode", "decode_pdu", "encode", "pdata_header"]
+__all__ = ["check_pdata", "decode", "decode_pdu", "encode", "pdata_header"]
 
 PDU_HEADER = struct.Struct(">BxL")
 _ITEM = struct.Struct(">BxH")
@@ -341,7 +341,7 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | Associat
     )
 
 
-def _decode_pdata(body: bytes | memoryview) -> PDataReceived:
+def _decode_pdata(body: bytes | memoryview, keep: bool = True) -> PDataReceived:
     view = memoryview(body)
     end = len(body)
     values = []
@@ -356,18 +356,28 @@ def _decode_pdata(body: bytes | memoryview) -> PDataReceived:
             _fail(f"PDV declares {length} bytes, only {end - pos - 4} remain", pos + 6)
         if not context_id & 1:
             _fail(f"PDV presentation context ID {context_id} is not odd", pos + 10)
-        values.append(
-            PresentationDataValue(
-                context_id=context_id,
-                is_command=bool(control & 1),
-                is_last=bool(control & 2),
-                data=view[pos + 6 : pos + 4 + length],
+        if keep:
+            values.append(
+                PresentationDataValue(
+                    context_id=context_id,
+                    is_command=bool(control & 1),
+                    is_last=bool(control & 2),
+                    data=view[pos + 6 : pos + 4 + length],
+                )
             )
-        )
         pos += 4 + length
-    if not values:
+    if not end:
         _fail("P-DATA-TF holds no PDV", 2)
     return PDataReceived(values=tuple(values))
+
+
+def check_pdata(body: bytes | memoryview) -> PDataReceived:
+    """Validate a P-DATA-TF that will not be delivered, without building its PDVs (none kept).
+
+    A PDV of 6 bytes costs about 260 bytes as objects: built, a 16 MiB P-DATA-TF of empty PDVs
+    sent before any association exists would cost ~800 MB (tests/test_hostile.py).
+    """
+    return _decode_pdata(body, keep=False)
 
 
 def _fixed_four(name: str, body: bytes) -> None:
@@ -561,7 +571,10 @@ def _encode_context_ac(context: PresentationContextAC, strict: bool) -> bytes:
     if context.transfer_syntax == "" and (not strict or context.result != 0):
         transfer = b""
     else:
-        transfer = _uid_bytes(context.transfer_syntax, "transfer syntax", strict)
+        # Not significant unless accepted (PS3.8 §9.3.3.2): a rejected context's transfer syntax,
+        # often echoed from the request, goes out as it came, even if it is not a valid UID.
+        accepted = context.result == ContextResult.ACCEPTANCE
+        transfer = _uid_bytes(context.transfer_syntax, "transfer syntax", strict and accepted)
     head = bytes((_byte(context.context_id, "context ID"), 0, _byte(context.result, "result"), 0))
     return _item(ItemType.PRESENTATION_CONTEXT_AC, head + _item(ItemType.TRANSFER_SYNTAX, transfer))
 

@@ -539,10 +539,12 @@ def decode_message(data: bytes | memoryview) -> tuple[Message, bool]:
         if isinstance(value, bytes):
             unknown.append((element, value))
         else:  # a known element this message does not define: keep its encoding
+            vr = ELEMENTS[element][1]
             try:
-                raw = _encode_value(element, ELEMENTS[element][1], value)
-            except LocalProtocolError:  # text we would not send (non-ASCII, too long): as received
-                raw = str(value).encode("latin-1")
+                raw = _encode_value(element, vr, value)
+            except LocalProtocolError:  # text we would not send (non-ASCII, too long): as it came
+                text = str(value).encode("latin-1")
+                raw = text + (b"\0" if vr == "UI" else b" ") * (len(text) % 2)
             unknown.append((element, raw))
     try:
         message = cls(unknown_elements=tuple(unknown), **values)
