@@ -2,7 +2,8 @@
 
 Received bytes are kept as the chunks they arrived in (copied once, unless they already are
 immutable ``bytes``). A PDU that lies within one chunk is handed over as a ``memoryview`` slice of
-it, with no further copy; only a PDU that straddles chunks is joined.
+it, with no further copy. A large PDU that spans reads is copied, as it arrives, into one buffer
+of its size; only small PDUs that straddle chunks are joined.
 """
 
 from __future__ import annotations
@@ -15,28 +16,41 @@ from ._pdu import PDU_HEADER
 
 __all__ = ["ReceiveBuffer"]
 
+#: A PDU body at least this large that is not yet complete is assembled in place as it arrives.
+_ASSEMBLE_IN_PLACE = 64 * 1024
+
 
 class ReceiveBuffer:
     """Bytes received and not yet framed.
 
-    Feeding is O(1) per chunk, and framing looks at a header once and then only at a byte count
-    until its PDU is complete, so a stream fed one byte at a time costs O(n) overall. A declared
-    length is checked against the caps as soon as the header is complete, before any more of
-    the PDU is waited for.
+    Feeding is O(1) per chunk (plus the copy), and framing looks at a header once and then only
+    at a byte count until its PDU is complete, so a stream fed one byte at a time costs O(n)
+    overall. A declared length is checked against the caps as soon as the header is complete,
+    before any more of the PDU is waited for.
     """
 
-    __slots__ = ("_chunks", "_header", "_offset", "_size")
+    __slots__ = ("_body", "_chunks", "_filled", "_header", "_offset", "_size")
 
     def __init__(self) -> None:
         self._chunks: deque[bytes] = deque()
         self._offset = 0  # bytes of the first chunk already consumed
-        self._size = 0  # bytes held and not consumed
+        self._size = 0  # bytes held in chunks and not consumed
         self._header: tuple[int, int] | None = None  # (type, length) of the PDU being framed
+        self._body: bytearray | None = None  # a large body being assembled in place
+        self._filled = 0  # bytes of _body filled so far
 
     def __len__(self) -> int:
-        return self._size
+        return self._size + self._filled
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
+        body = self._body
+        if body is not None:  # fill the large body first, straight from the caller's buffer
+            take = min(len(body) - self._filled, len(data))
+            body[self._filled : self._filled + take] = data[:take]
+            self._filled += take
+            if take == len(data):
+                return
+            data = data[take:]
         chunk = data if type(data) is bytes else bytes(data)
         if chunk:
             self._chunks.append(chunk)
@@ -44,8 +58,8 @@ class ReceiveBuffer:
 
     def clear(self) -> None:
         self._chunks.clear()
-        self._offset = self._size = 0
-        self._header = None
+        self._offset = self._size = self._filled = 0
+        self._header = self._body = None
 
     def _take(self, n: int) -> bytes | memoryview:
         """Consume ``n`` bytes: a view when they lie in the first chunk, else a joined copy."""
@@ -62,7 +76,13 @@ class ReceiveBuffer:
                 self._offset = end
             return memoryview(first)[start:end]
         out = bytearray(n)
-        filled = 0
+        self._drain_into(out, n, 0)
+        return memoryview(bytes(out)) if n <= 4096 else memoryview(out).toreadonly()
+
+    def _drain_into(self, out: bytearray, n: int, filled: int) -> None:
+        """Move ``n - filled`` bytes from the chunks into ``out[filled:n]``."""
+        chunks = self._chunks
+        start = self._offset
         while filled < n:
             first = chunks[0]
             piece = min(len(first) - start, n - filled)
@@ -74,7 +94,6 @@ class ReceiveBuffer:
             else:
                 start += piece
         self._offset = start
-        return memoryview(bytes(out)) if n <= 4096 else memoryview(out).toreadonly()
 
     def next_pdu(
         self, max_length: int, max_associate_length: int
@@ -88,7 +107,16 @@ class ReceiveBuffer:
         if header is None:
             if self._size < 6:
                 return None
-            pdu_type, length = PDU_HEADER.unpack(self._take(6))
+            first = self._chunks[0]
+            if len(first) - self._offset >= 6:
+                pdu_type, length = PDU_HEADER.unpack_from(first, self._offset)
+                self._size -= 6
+                self._offset += 6
+                if self._offset == len(first):
+                    self._chunks.popleft()
+                    self._offset = 0
+            else:
+                pdu_type, length = PDU_HEADER.unpack(self._take(6))
             if pdu_type in (PDUType.ASSOCIATE_RQ, PDUType.ASSOCIATE_AC):
                 cap, what = max_associate_length, "the A-ASSOCIATE cap of"
             else:
@@ -100,7 +128,19 @@ class ReceiveBuffer:
                     offset=2,
                 )
             header = self._header = (pdu_type, length)
+            if length >= _ASSEMBLE_IN_PLACE and self._size < length:
+                self._body = bytearray(length)
+                self._filled = self._size
+                self._size = 0
+                self._drain_into(self._body, self._filled, 0)
         pdu_type, length = header
+        body = self._body
+        if body is not None:
+            if self._filled < length:
+                return None
+            self._header = self._body = None
+            self._filled = 0
+            return pdu_type, memoryview(body).toreadonly()
         if self._size < length:
             return None
         self._header = None

@@ -200,13 +200,19 @@ class Connection:
                 self._buffer.clear()
             else:
                 try:
-                    framed = self._buffer.next_pdu(
-                        self._receive_limit(), self.associate_length_limit
-                    )
+                    framed = self._buffer.next_pdu(self._limit, self.associate_length_limit)
                     event: Event | None
                     if framed is None:
                         event = None
-                    elif framed[0] == PDUType.P_DATA_TF and self._state not in _DELIVERS_PDATA:
+                    elif framed[0] != PDUType.P_DATA_TF:
+                        event = decode_pdu(*framed)
+                    elif self._state is State.ESTABLISHED:
+                        # DT-2, the hot path: deliver without a trip through the table.
+                        event = decode_pdu(*framed)
+                        contexts = self._contexts
+                        if all(v.context_id in contexts for v in event.values):  # type: ignore[union-attr]
+                            return event
+                    elif self._state not in _DELIVERS_PDATA:
                         event = check_pdata(framed[1])  # not delivered here: build no PDVs
                     else:
                         event = decode_pdu(*framed)
@@ -223,9 +229,26 @@ class Connection:
                 continue
             return NEED_DATA
 
-    def _receive_limit(self) -> int:
-        announced = self.max_receive_length
-        return min(announced, self.pdu_length_limit) if announced else self.pdu_length_limit
+    @property
+    def pdu_length_limit(self) -> int:
+        """The cap on any PDU received but A-ASSOCIATE ones, whatever was announced."""
+        return self._pdu_length_limit
+
+    @pdu_length_limit.setter
+    def pdu_length_limit(self, cap: int) -> None:
+        self._pdu_length_limit = cap
+        self.max_receive_length = getattr(self, "_max_receive_length", 0)
+
+    @property
+    def max_receive_length(self) -> int:
+        """The maximum length we announced (0: no limit); ``pdu_length_limit`` caps it anyway."""
+        return self._max_receive_length
+
+    @max_receive_length.setter
+    def max_receive_length(self, announced: int) -> None:
+        self._max_receive_length = announced
+        cap = self._pdu_length_limit
+        self._limit = min(announced, cap) if announced else cap
 
     def _received(self, event: Event) -> None:
         """Apply a well-framed, decoded PDU."""
@@ -426,15 +449,13 @@ class Connection:
         action = TRANSITIONS[event_input].get(self._state)
         if action is None:
             _unreachable(event_input, self._state)
-        handler = getattr(self, "_" + action.name.lower())
+        name, target = _DISPATCH[action]
         try:
-            handler(event)
+            getattr(self, name)(event)
         except _Handled:
             return
-        # The next state: one per action, but AE-6 and AR-8, whose handlers set it.
-        targets = NEXT_STATES[action]
-        if len(targets) == 1:
-            self._state = targets[0]
+        if target is not None:  # None: AE-6 and AR-8, whose handlers chose the next state
+            self._state = target
 
     def _finish(self, cause: CloseCause, *events: Event) -> None:
         """The transport is (to be) closed: queue the last events."""
@@ -601,6 +622,13 @@ class Connection:
 
     def _aa_8(self, event: Event) -> None:  # pragma: no cover - _invalid() handles AA-8
         raise AssertionError("AA-8 is applied by _invalid()")
+
+
+#: Each action's handler method and its one next state (None where the handler chooses).
+_DISPATCH: dict[Action, tuple[str, State | None]] = {
+    action: ("_" + action.name.lower(), targets[0] if len(targets) == 1 else None)
+    for action, targets in NEXT_STATES.items()
+}
 
 
 class _Handled(Exception):

@@ -1,0 +1,804 @@
+"""An asyncio driver for dul: a ``BufferedProtocol`` per association, no streams, no polling.
+
+The same shape as the blocking driver (:mod:`examples.sockets.driver`), ``async`` where it
+waits. The protocol reads into one reused buffer (``get_buffer``/``buffer_updated`` feed
+``receive_data``; asyncio's StreamReader/StreamWriter are about 5x slower here), writes each
+message with one ``writelines``, honours ``pause_writing``/``resume_writing`` (a peer that stops
+reading slows us down rather than making us buffer without bound) and pauses reading while what
+was received is not being consumed. The clock gives ARTIM and the timeouts ARTIM does not cover
+(PS3.8 §9.1.4 Note 2). Every ending closes the transport; a cancelled task aborts the
+association (A-ABORT written, then the transport closed).
+
+Requestor::
+
+    async with await Association.request("127.0.0.1", 11112, request) as assoc:
+        status = await assoc.echo()
+
+Acceptor::
+
+    async with Server("127.0.0.1", 11112, policy=policy, handlers={CEchoRequest: echo_handler}):
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import socket
+import ssl
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+
+import dul
+from dul import dimse
+from examples.sockets.driver import (
+    AssociationAborted,
+    AssociationRejected,
+    DriverError,
+    Timeouts,
+)
+
+__all__ = [
+    "Association",
+    "AssociationAborted",
+    "AssociationRejected",
+    "DatasetReader",
+    "DriverError",
+    "Handler",
+    "Server",
+    "Timeouts",
+    "echo_handler",
+]
+
+_LOG = logging.getLogger(__name__)
+_Buffer = bytes | bytearray | memoryview
+#: The timeouts used when none are given (the sockets driver's defaults).
+DEFAULT_TIMEOUTS = Timeouts()
+_RECV_SIZE = 256 * 1024
+#: Bytes received but not yet consumed by the association above which reading pauses.
+_READ_HIGH_WATER = 1 << 20
+#: Seconds an ending may take to flush its last bytes before the transport is aborted.
+_CLOSE_GRACE = 5.0
+_TIMED_OUT = object()
+
+
+def _deadline(loop: asyncio.AbstractEventLoop, seconds: float | None) -> float:
+    return math.inf if seconds is None else loop.time() + seconds
+
+
+def _wake(waiter: asyncio.Future[object] | None, value: object = None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(value)
+
+
+class AssociationProtocol(asyncio.BufferedProtocol):
+    """The transport side of one association: bytes in to its session, flow control both ways.
+
+    Everything received goes straight to ``session.receive_data`` (which copies what it keeps,
+    so the read buffer is reused). ``fed`` counts those bytes; the association compares it with
+    what it has consumed to pause reading when it falls behind.
+    """
+
+    def __init__(
+        self,
+        session: dimse.Session,
+        on_connected: Callable[[AssociationProtocol], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.transport: asyncio.Transport | None = None
+        self.fed = 0
+        self.consumed = 0
+        self.eof = False
+        self.write_paused = False
+        self.read_paused = False
+        self._buffer = bytearray(_RECV_SIZE)
+        self._view = memoryview(self._buffer)
+        self._loop = asyncio.get_running_loop()
+        self._data_waiter: asyncio.Future[object] | None = None
+        self._drain_waiter: asyncio.Future[object] | None = None
+        self.lost: asyncio.Future[None] = self._loop.create_future()
+        self._on_connected = on_connected
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._on_connected is not None:
+            self._on_connected(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.eof:  # a TLS transport closing may still hand over bytes: too late for them
+            return
+        self.session.receive_data(self._view[:nbytes])
+        self.fed += nbytes
+        if self._data_waiter is not None:
+            _wake(self._data_waiter)
+            self._data_waiter = None
+        elif not self.read_paused and self.fed - self.consumed > _READ_HIGH_WATER:
+            assert self.transport is not None
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        _wake(self._data_waiter)
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        _wake(self._data_waiter)
+        _wake(self._drain_waiter)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        _wake(self._drain_waiter)
+
+    async def wait_data(self, deadline: float) -> bool:
+        """Wait for more bytes (or the end of the stream) until ``deadline``; False on timeout."""
+        self.consumed = self.fed
+        if self.read_paused and self.transport is not None:
+            self.read_paused = False
+            self.transport.resume_reading()
+        waiter = self._data_waiter = self._loop.create_future()
+        timer = (
+            None
+            if deadline == math.inf
+            else self._loop.call_at(deadline, _wake, waiter, _TIMED_OUT)
+        )
+        try:
+            return await waiter is not _TIMED_OUT
+        finally:
+            self._data_waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is above its high-water mark."""
+        while self.write_paused and not self.lost.done():
+            self._drain_waiter = self._loop.create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+
+
+class Association:
+    """One association over an :class:`AssociationProtocol`, driven by its session."""
+
+    def __init__(
+        self,
+        protocol: AssociationProtocol,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        on_event: Callable[[str, object], None] | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.timeouts = timeouts
+        self.session = protocol.session
+        self.connection = self.session.connection
+        self.closed: dul.ConnectionClosed | None = None
+        self._loop = asyncio.get_running_loop()
+        self._eof_fed = False
+        self._artim_deadline: float | None = None
+        self._artim_starts = -1
+        self._on_event = on_event
+        self._check_artim()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _trace(self, direction: str, item: object) -> None:
+        if self._on_event is not None:
+            self._on_event(direction, item)
+
+    def _check_artim(self) -> None:
+        if not self.connection.artim_running:
+            self._artim_deadline = None
+        elif self.connection.artim_starts != self._artim_starts:
+            self._artim_starts = self.connection.artim_starts
+            self._artim_deadline = self._loop.time() + self.timeouts.artim
+
+    @property
+    def _transport_open(self) -> bool:
+        transport = self.protocol.transport
+        return transport is not None and not transport.is_closing()
+
+    async def write(self, data: bytes | Sequence[bytes | memoryview]) -> None:
+        """Write bytes or buffers with one ``writelines``; wait while the peer is not reading.
+
+        The whole message enters the transport's buffer at once, so a cancellation can only
+        fall between messages: the A-ABORT that follows it never cuts a PDU.
+        """
+        buffers = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+        if not buffers:
+            return
+        transport = self.protocol.transport
+        if transport is None or transport.is_closing():
+            raise AssociationAborted("transport lost: it is closed")
+        transport.writelines(buffers)
+        if self.protocol.write_paused:
+            await self.protocol.drain()
+            if self.protocol.lost.done():
+                raise AssociationAborted("transport lost while writing")
+
+    async def _flush(self) -> None:
+        """Write what the protocol queued by itself; close when the state machine says so."""
+        data = self.session.data_to_send()
+        if data:
+            with contextlib.suppress(AssociationAborted):  # gone: the next read sees the close
+                await self.write(data)
+        self._check_artim()
+        if self.connection.must_close:
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        """Close once what is buffered is written (``close``, not ``abort``)."""
+        transport = self.protocol.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def _end_of_stream(self) -> None:
+        """The transport closed (Evt17), told once; later bytes are refused by the protocol."""
+        if not self._eof_fed:
+            self._eof_fed = self.protocol.eof = True
+            self.session.receive_data(b"")
+
+    def _settle(self) -> None:
+        """Once the transport is closed, tell the state machine (Evt17): ``closed`` says why."""
+        if self.closed is not None:
+            return
+        with contextlib.suppress(dul.ProtocolError):
+            self._end_of_stream()
+            while (event := self.session.next_event()) is not dul.NEED_DATA:
+                if isinstance(event, dul.ConnectionClosed):
+                    self._trace("received", event)
+                    self.closed = event
+                    break
+        self.session.data_to_send()  # nothing can be written any more
+
+    async def _wait_closed(self) -> None:
+        """Wait for the transport to be gone; abort it if flushing takes too long."""
+        transport = self.protocol.transport
+        if transport is None or self.protocol.lost.done():
+            return
+        timer = self._loop.call_later(_CLOSE_GRACE, transport.abort)
+        try:
+            await asyncio.shield(self.protocol.lost)  # a cancellation must not cancel ``lost``
+        finally:
+            timer.cancel()
+
+    async def next_event(self, timeout: float | None = None) -> object:
+        """The next DIMSE or upper-layer event, reading as needed.
+
+        ``timeout`` bounds the wait (``TimeoutError``); ARTIM runs meanwhile when the state asks.
+        """
+        return await self._next_event(_deadline(self._loop, timeout))
+
+    async def _next_event(self, deadline: float) -> object:
+        protocol = self.protocol
+        while True:
+            fed = protocol.fed
+            try:
+                event = self.session.next_event()
+            except dul.RemoteProtocolError:
+                await self._flush()
+                raise
+            await self._flush()
+            if event is not dul.NEED_DATA:
+                self._trace("received", event)
+                if isinstance(event, dul.ConnectionClosed):
+                    self.closed = event
+                    self._close_transport()
+                return event
+            if protocol.fed != fed:  # more arrived while we were writing
+                continue
+            if protocol.eof or not self._transport_open:
+                self._end_of_stream()
+                continue
+            await self._read(deadline)
+
+    async def _read(self, deadline: float) -> None:
+        artim = self._artim_deadline
+        limit = deadline if artim is None else min(deadline, artim)
+        if await self.protocol.wait_data(limit):
+            return
+        if artim is not None and self._loop.time() >= artim:
+            self.connection.artim_expired()
+            await self._flush()
+            return
+        raise TimeoutError("timed out waiting for the peer")
+
+    # -- requestor -------------------------------------------------------------------------
+
+    @classmethod
+    async def request(
+        cls,
+        host: str,
+        port: int,
+        request: dul.AssociateRequest,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        whole_datasets: bool = False,
+        on_event: Callable[[str, object], None] | None = None,
+    ) -> Association:
+        """Connect, send ``request`` and wait for the answer; raise if it is not an accept."""
+        loop = asyncio.get_running_loop()
+        session = dimse.Session(dul.Connection(dul.Role.REQUESTOR), whole_datasets=whole_datasets)
+        # Evt1 + Evt2 before the transport exists: the Connection is ready for bytes from the
+        # first callback on, whatever the peer sends.
+        data = session.send(request)
+        tls = ssl_context is not None
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: AssociationProtocol(session),
+                    host,
+                    port,
+                    ssl=ssl_context,
+                    server_hostname=(server_hostname or host) if tls else None,
+                    ssl_handshake_timeout=timeouts.acse if tls else None,
+                ),
+                timeouts.connect,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise DriverError(f"cannot connect to {host}:{port}: {exc!r}") from exc
+        assoc = cls(protocol, timeouts=timeouts, on_event=on_event)
+        try:
+            assoc._trace("sent", request)
+            await assoc.write(data)
+            event = await assoc._next_upper(timeouts.acse)
+        except BaseException:
+            await assoc.abort()
+            raise
+        if isinstance(event, dul.AssociateAccept):
+            return assoc
+        await assoc.close()
+        if isinstance(event, dul.AssociateReject):
+            raise AssociationRejected(event)
+        raise AssociationAborted(f"association refused: {event}")
+
+    async def _next_upper(self, timeout: float | None) -> object:
+        """The next event; an abort or close becomes :class:`AssociationAborted`."""
+        try:
+            event = await self.next_event(timeout)
+        except TimeoutError:
+            await self.abort()
+            raise
+        if isinstance(event, dul.Abort):
+            await self.next_event(0)  # the ConnectionClosed that follows
+            raise AssociationAborted(
+                f"aborted by the peer: {event}", dul.CloseCause.ABORTED_BY_PEER
+            )
+        if isinstance(event, dul.ConnectionClosed) and event.cause not in (
+            dul.CloseCause.RELEASED,
+            dul.CloseCause.REJECTED,
+        ):
+            raise AssociationAborted(f"association ended: {event.cause.value}", event.cause)
+        return event
+
+    @property
+    def accept(self) -> dul.AssociateAccept | None:
+        """The A-ASSOCIATE-AC of this association."""
+        return self.connection.accept
+
+    def context_for(self, abstract_syntax: str, transfer_syntax: str | None = None) -> int:
+        """An accepted context for ``abstract_syntax``; see :meth:`Session.context_for`."""
+        return self.session.context_for(abstract_syntax, transfer_syntax)
+
+    async def send(
+        self,
+        message: dimse.Message,
+        *,
+        context_id: int,
+        dataset: bytes | bytearray | memoryview | None = None,
+        dataset_follows: bool = False,
+    ) -> None:
+        """Send a message (and its data set) in one gather-write."""
+        self._trace("sent", message)
+        await self.write(
+            self.session.send_message(
+                message, context_id=context_id, dataset=dataset, dataset_follows=dataset_follows
+            )
+        )
+
+    async def send_dataset_stream(
+        self, context_id: int, chunks: Iterable[_Buffer] | AsyncIterable[_Buffer], length: int
+    ) -> None:
+        """Stream a data set of ``length`` bytes announced with ``dataset_follows=True``.
+
+        Chunks must have even lengths (but the last). A chunk is asked for only once the
+        previous one fits under the transport's high-water mark: memory stays bounded.
+        """
+        sent = 0
+
+        async def feed(chunk: _Buffer) -> None:
+            nonlocal sent
+            if not chunk:
+                return
+            sent += len(chunk)
+            if sent > length:
+                await self.abort()
+                raise DriverError(f"data set stream gave more than the {length} bytes announced")
+            await self.write(self.session.send_dataset(context_id, chunk, is_last=sent == length))
+
+        if isinstance(chunks, AsyncIterable):
+            async for chunk in chunks:
+                await feed(chunk)
+        else:
+            for chunk in chunks:
+                await feed(chunk)
+        if sent != length:
+            await self.abort()
+            raise DriverError(f"data set stream gave {sent} bytes, {length} were announced")
+
+    async def receive_message(self, timeout: float | None = None) -> dimse.MessageReceived:
+        """Wait for the next DIMSE message (``timeout`` defaults to the DIMSE timeout)."""
+        event = await self._next_upper(self.timeouts.dimse if timeout is None else timeout)
+        if isinstance(event, dimse.MessageReceived):
+            return event
+        raise DriverError(f"expected a DIMSE message, got {event}")
+
+    def read_dataset(self, timeout: float | None = None) -> _DatasetChunks:
+        """The chunks of the data set of the message just received (streaming mode)."""
+        return _DatasetChunks(self, timeout)
+
+    async def receive_response(
+        self, timeout: float | None = None
+    ) -> tuple[dimse.Response, bytes | None]:
+        """The next response and its data set (joined), for a request sent."""
+        event = await self.receive_message(timeout)
+        if not isinstance(event.message, dimse.Response):
+            raise DriverError(f"expected a response, got {type(event.message).__name__}")
+        dataset = event.dataset
+        if event.has_dataset and dataset is None:
+            dataset = b"".join([bytes(c) async for c in self.read_dataset(timeout)])
+        return event.message, dataset
+
+    async def echo(self) -> int:
+        """C-ECHO: the status of the response."""
+        context_id = self.context_for(dimse.VERIFICATION_SOP_CLASS)
+        await self.send(
+            dimse.CEchoRequest(message_id=self.session.next_message_id()), context_id=context_id
+        )
+        response, _ = await self.receive_response()
+        return response.status
+
+    async def store(
+        self,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        dataset: _Buffer | Iterable[_Buffer] | AsyncIterable[_Buffer],
+        *,
+        transfer_syntax: str | None = None,
+        length: int | None = None,
+        context_id: int | None = None,
+    ) -> dimse.Response:
+        """C-STORE one data set (bytes, or even-sized chunks with ``length``): the response."""
+        if context_id is None:
+            context_id = self.context_for(sop_class_uid, transfer_syntax)
+        request = dimse.CStoreRequest(
+            message_id=self.session.next_message_id(),
+            affected_sop_class_uid=sop_class_uid,
+            affected_sop_instance_uid=sop_instance_uid,
+        )
+        if isinstance(dataset, (bytes, bytearray, memoryview)):
+            await self.send(request, context_id=context_id, dataset=dataset)
+        else:
+            if length is None:
+                raise ValueError("a streamed data set needs its length")
+            await self.send(request, context_id=context_id, dataset_follows=True)
+            await self.send_dataset_stream(context_id, dataset, length)
+        response, _ = await self.receive_response()
+        return response
+
+    # -- ending ----------------------------------------------------------------------------
+
+    async def release(self) -> None:
+        """A-RELEASE: ask, wait for the answer (and answer a collision), close."""
+        if self.closed is not None or self.connection.state is not dul.State.ESTABLISHED:
+            await self.close()
+            return
+        self._trace("sent", dul.ReleaseRequest())
+        await self.write(self.session.send(dul.ReleaseRequest()))
+        deadline = _deadline(self._loop, self.timeouts.acse)
+        try:
+            while self.closed is None:
+                event = await self._next_event(deadline)
+                if isinstance(event, dul.ReleaseRequest):  # release collision (PS3.8 §7.2.2)
+                    await self.write(self.session.send(event.response()))
+        except TimeoutError:
+            await self.abort()
+            raise
+        finally:
+            await self.close()
+
+    async def abort(self) -> None:
+        """A-ABORT (if the state allows one), then close; works in a cancelled task too.
+
+        The A-ABORT is queued without waiting, so a cancellation cannot stop it; the transport
+        then gets :data:`_CLOSE_GRACE` seconds to flush before it is aborted.
+        """
+        try:
+            data = self.session.send(dul.Abort())
+        except dul.LocalProtocolError:
+            pass
+        else:
+            self._trace("sent", dul.Abort())
+            transport = self.protocol.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(data)
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the transport (what is queued for the peer is written first) and wait for it."""
+        data = self.session.data_to_send()
+        transport = self.protocol.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+        self._close_transport()
+        self._settle()
+        await self._wait_closed()
+
+    async def __aenter__(self) -> Association:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            await self.release()
+        else:  # an error or a cancellation: abort rather than leave the peer waiting
+            await self.abort()
+
+
+class _DatasetChunks:
+    """Async iterator over the fragments of the data set being received."""
+
+    def __init__(self, assoc: Association, timeout: float | None) -> None:
+        self._assoc = assoc
+        self._timeout = assoc.timeouts.dimse if timeout is None else timeout
+        self._done = False
+
+    def __aiter__(self) -> _DatasetChunks:
+        return self
+
+    async def __anext__(self) -> memoryview | bytes:
+        if self._done:
+            raise StopAsyncIteration
+        event = await self._assoc._next_upper(self._timeout)
+        if not isinstance(event, dimse.DatasetChunk):
+            raise DriverError(f"expected a data set fragment, got {event}")
+        self._done = event.is_last
+        return event.data
+
+
+# -- acceptor ----------------------------------------------------------------------------
+
+
+class DatasetReader:
+    """The data set of a received message, read from the association as it arrives.
+
+    ``async for chunk in reader`` streams it; :meth:`read_all` joins it.
+    """
+
+    def __init__(self, assoc: Association, event: dimse.MessageReceived) -> None:
+        self._whole = event.dataset
+        self._chunks = _DatasetChunks(assoc, None)
+        self._chunks._done = not (event.has_dataset and event.dataset is None)
+
+    def __aiter__(self) -> DatasetReader:
+        return self
+
+    async def __anext__(self) -> memoryview | bytes:
+        if self._whole is not None:
+            whole, self._whole = self._whole, None
+            return whole
+        return await self._chunks.__anext__()
+
+    async def read_all(self) -> bytes:
+        """The whole data set, joined."""
+        return b"".join([bytes(chunk) async for chunk in self])
+
+    async def drain(self) -> None:
+        """Discard what the handler did not read."""
+        async for _ in self:
+            pass
+
+
+#: A handler answers one message: it reads the data set and sends its response(s).
+Handler = Callable[[Association, dimse.MessageReceived, DatasetReader], Awaitable[None]]
+
+
+async def echo_handler(
+    assoc: Association, event: dimse.MessageReceived, dataset: DatasetReader
+) -> None:
+    """Answer a C-ECHO-RQ with Success."""
+    message = event.message
+    assert isinstance(message, dimse.CEchoRequest)
+    await assoc.send(
+        dimse.CEchoResponse(
+            message_id_being_responded_to=message.message_id,
+            affected_sop_class_uid=message.affected_sop_class_uid,
+        ),
+        context_id=event.context_id,
+    )
+
+
+class Server:
+    """An acceptor on ``host:port``: a task per association, at most ``max_associations``.
+
+    A request beyond that bound is rejected (transient, local limit exceeded: RJ 2/3/2).
+    ``async with Server(...) as server`` listens (``port=0`` binds a free port, see :attr:`port`)
+    and, on exit, stops accepting and gives the associations in progress time to end.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        policy: dimse.AcceptorPolicy,
+        handlers: Mapping[type[dimse.Message], Handler],
+        max_associations: int = 32,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        ssl_context: ssl.SSLContext | None = None,
+        on_event: Callable[[str, object], None] | None = None,
+        on_close: Callable[[Association], None] | None = None,
+        backlog: int = 1024,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.policy = policy
+        self.handlers = dict(handlers)
+        self.max_associations = max_associations
+        self.timeouts = timeouts
+        self.ssl_context = ssl_context
+        self.on_event = on_event
+        self.on_close = on_close
+        self.backlog = backlog
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._active = 0
+
+    async def start(self) -> None:
+        """Listen; :attr:`port` is the port bound."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._protocol,
+            self.host,
+            self.port,
+            backlog=self.backlog,
+            ssl=self.ssl_context,
+            ssl_handshake_timeout=self.timeouts.acse if self.ssl_context is not None else None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def serve_forever(self) -> None:
+        """Listen (if not yet) and serve until cancelled."""
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        try:
+            await self._server.serve_forever()
+        finally:
+            await self.shutdown(0)
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop accepting; the associations in progress get ``grace`` seconds, then abort."""
+        if self._server is not None:
+            self._server.close()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    def _protocol(self) -> AssociationProtocol:
+        session = dimse.Session(dul.Connection(dul.Role.ACCEPTOR))
+        return AssociationProtocol(session, on_connected=self._connected)
+
+    def _connected(self, protocol: AssociationProtocol) -> None:
+        assoc = Association(protocol, timeouts=self.timeouts, on_event=self.on_event)
+        task = asyncio.get_running_loop().create_task(self._serve_one(assoc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve_one(self, assoc: Association) -> None:
+        if self._active >= self.max_associations:
+            await self._refuse(assoc)
+            return
+        self._active += 1
+        try:
+            await self._run(assoc)
+        finally:
+            self._active -= 1
+            if self.on_close is not None:
+                self.on_close(assoc)
+
+    async def _refuse(self, assoc: Association) -> None:
+        try:
+            with contextlib.suppress(DriverError, TimeoutError, dul.ProtocolError):
+                event = await assoc.next_event(self.timeouts.acse)
+                if isinstance(event, dul.AssociateRequest):
+                    await assoc.write(
+                        assoc.session.send(event.reject(result=2, source=3, reason=2))
+                    )
+                    while assoc.closed is None:
+                        await assoc.next_event(self.timeouts.artim)
+        finally:
+            await assoc.close()
+
+    async def _run(self, assoc: Association) -> None:
+        try:
+            while assoc.closed is None:
+                event = await assoc.next_event(self._wait(assoc))
+                if isinstance(event, dul.AssociateRequest):
+                    answer = self.policy.evaluate(event)
+                    assoc._trace("sent", answer)
+                    await assoc.write(assoc.session.send(answer))
+                elif isinstance(event, dul.ReleaseRequest):
+                    assoc._trace("sent", event.response())
+                    await assoc.write(assoc.session.send(event.response()))
+                elif isinstance(event, dimse.MessageReceived):
+                    await self._dispatch(assoc, event)
+        except (TimeoutError, DriverError, dul.RemoteProtocolError):
+            await assoc.abort()
+        except Exception:  # a handler's bug must not take the server down
+            _LOG.exception("association aborted: a handler failed")
+            await assoc.abort()
+        except BaseException:
+            await assoc.abort()
+            raise
+        finally:
+            await assoc.close()
+
+    def _wait(self, assoc: Association) -> float | None:
+        if assoc.connection.state is dul.State.AWAITING_LOCAL_ASSOCIATE_RESPONSE:
+            return self.timeouts.acse
+        if assoc.connection.state is dul.State.ESTABLISHED:
+            return self.timeouts.dimse
+        return None  # ARTIM or the peer's close bounds the other states
+
+    async def _dispatch(self, assoc: Association, event: dimse.MessageReceived) -> None:
+        dataset = DatasetReader(assoc, event)
+        handler = self.handlers.get(type(event.message))
+        if handler is None:
+            await dataset.drain()
+            await self._unsupported(assoc, event)
+            return
+        await handler(assoc, event, dataset)
+        await dataset.drain()
+
+    async def _unsupported(self, assoc: Association, event: dimse.MessageReceived) -> None:
+        """Answer a request we have no handler for: 0x0211 Unrecognized Operation."""
+        message = event.message
+        if not isinstance(message, dimse.Request):
+            return
+        response_class = dimse.MESSAGE_CLASSES.get(message.COMMAND_FIELD | 0x8000)
+        if response_class is None:  # pragma: no cover - every request has a response class
+            return
+        response = response_class(  # type: ignore[call-arg]
+            message_id_being_responded_to=message.message_id, status=0x0211
+        )
+        await assoc.send(response, context_id=event.context_id)

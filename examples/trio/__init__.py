@@ -1,0 +1,1 @@
+"""A trio driver for dul: see :mod:`examples.trio.driver`."""
