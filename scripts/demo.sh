@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Decode a captured DICOM association (echoscu -> storescp) with dul's command-line tool.
+# The demo, on a fresh clone: dul's storescp and storescu talk over loopback in one process,
+# every PDU and DIMSE message traced on both sides; then where the file landed. No outside
+# server. Arguments go to the demo (--output DIR keeps its files there).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,5 +17,5 @@ fi
 echo "== installing dul[examples] into .venv"
 .venv/bin/python -m pip install --quiet -e '.[examples]'
 
-echo "== python -m dul decode examples/captures/echoscu-storescp.bin"
-exec .venv/bin/python -m dul decode examples/captures/echoscu-storescp.bin
+echo "== python -m examples.demo"
+exec .venv/bin/python -m examples.demo "$@"

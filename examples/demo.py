@@ -1,0 +1,88 @@
+"""A tour of dul on real sockets: a storage SCP and an SCU talk over loopback, traced.
+
+Starts dul's storescp in this process on a free loopback port, then runs echoscu and storescu
+against it (sending a CT image made by ``examples/make_test_file.py``). Every PDU and DIMSE
+message is printed as each side sends or receives it (``SCU`` is the requestor, ``SCP#n`` the
+acceptor's n-th association), then where the file landed. No outside server is needed::
+
+    python -m examples.demo [--output DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from examples.make_test_file import write
+from examples.tools import blocking
+
+__all__ = ["main"]
+
+HOST = "127.0.0.1"
+
+
+class _Ended(logging.Handler):
+    """Counts the associations the server has finished, so that the steps print in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("association ") and " ended: " in record.getMessage():
+            with self.changed:
+                self.count += 1
+                self.changed.notify_all()
+
+    def wait(self, count: int, timeout: float = 10.0) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.count >= count, timeout)
+
+
+def _step(title: str) -> None:
+    print(f"\n===== {title} =====\n", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; return 0 when the echo and the store both succeeded."""
+    parser = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__)
+    parser.add_argument(
+        "--output", type=Path, help="where storescp writes (default: a new temporary directory)"
+    )
+    options = parser.parse_args(argv)
+    output = options.output or Path(tempfile.mkdtemp(prefix="dul-demo-"))
+    output.mkdir(parents=True, exist_ok=True)
+    source = output / "source" / "ct-64x64.dcm"
+    source.parent.mkdir(exist_ok=True)
+    write(source)
+    received = output / "received"
+    received.mkdir(exist_ok=True)
+
+    ended = _Ended()
+    argv = ["-v", "-aet", "STORESCP", "-od", str(received), "0"]
+    with blocking.server_in_thread("storescp", argv, sys.stdout, handler=ended) as server:
+        port = str(server.port)
+        _step(f"dul storescp is listening on {HOST}:{port}; echoscu sends C-ECHO")
+        echo = blocking.echoscu_main(["-v", "-aec", "STORESCP", HOST, port], stream=sys.stdout)
+        ended.wait(1)
+        _step(f"storescu sends {source}")
+        store = blocking.storescu_main(
+            ["-v", "-aec", "STORESCP", HOST, port, str(source)], stream=sys.stdout
+        )
+        ended.wait(2)
+
+    _step("result")
+    print(f"echoscu exit status {echo}, storescu exit status {store}")
+    for path in sorted(received.iterdir()):
+        print(f"{source.name} was stored as {path}")
+    return 0 if echo == store == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""dul's example tools: echoscu, echoscp, storescu and storescp, after DCMTK's.
+
+:mod:`~examples.tools.cli` is the command-line front end every driver shares (options, help
+texts, exit codes, logging and the trace of PDUs and messages); :mod:`~examples.tools.storage`
+holds the storage logic that does no network I/O (files to send, the Part 10 file a received data
+set is streamed into, the storage SOP classes accepted); :mod:`~examples.tools.blocking` runs the
+tools on the blocking-sockets driver (``python -m examples.sockets.storescu ...``).
+"""

@@ -1,0 +1,566 @@
+"""The example tools on the blocking-sockets driver, dul against dul over loopback.
+
+echoscu/echoscp and storescu/storescp run in this process (``*_main(argv)`` returns the exit
+status; the servers run in a thread), except one test that runs each as ``python -m`` in a child
+process. The peers' own evidence is checked: the files storescp wrote (read back with pydicom),
+its log, and the exit statuses. Interoperability with DCMTK and pynetdicom is
+``test_interop_storage.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pydicom
+import pytest
+from examples.tools import blocking, storage
+from examples.tools.cli import ExitCode
+from examples.tools.sample_files import TRANSFER_SYNTAX_NAMES, dataset_bytes, write_sample
+from pydicom.uid import UID
+
+import dul
+from peers import HOST, free_port, wait_listening
+
+ROOT = Path(__file__).resolve().parent.parent
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def dul_server(kind: str, *argv: str) -> Iterator[tuple[int, io.StringIO]]:
+    """Run our echoscp or storescp with ``argv`` in a thread on a free port: (port, its log)."""
+    stream = io.StringIO()
+    with blocking.server_in_thread(kind, ["-v", *argv, "0"], stream) as server:
+        yield server.port, stream
+
+
+def run_tool(main: Callable[..., int], *argv: str) -> tuple[int, str]:
+    """Run a tool's main in this process: (exit status, what it logged)."""
+    stream = io.StringIO()
+    code = main(list(argv), stream=stream)
+    return code, stream.getvalue()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` (a server thread logs after its peer has gone)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the condition")
+        time.sleep(0.02)
+
+
+def read_stored(path: Path) -> pydicom.FileDataset:
+    """A stored file, read back by pydicom (which checks the preamble and the meta group)."""
+    return pydicom.dcmread(path)
+
+
+def meta_group_length(path: Path) -> tuple[int, int]:
+    """(the value of (0002,0000), the byte count of the rest of group 0002) of a stored file."""
+    data = path.read_bytes()
+    assert data[128:132] == b"DICM"
+    assert data[132:140] == b"\x02\x00\x00\x00UL\x04\x00"
+    declared = int.from_bytes(data[140:144], "little")
+    return declared, storage.read_dicom_file(path).offset - 144
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> dict[str, Path]:
+    """A directory tree of DICOM files in three transfer syntaxes, with a non-DICOM file."""
+    root = tmp_path / "in"
+    files = {
+        "explicit": write_sample(root / "a.dcm", TRANSFER_SYNTAX_NAMES["explicit"], index=1),
+        "implicit": write_sample(
+            root / "sub" / "b.dcm", TRANSFER_SYNTAX_NAMES["implicit"], index=2
+        ),
+        "deflate": write_sample(
+            root / "sub" / "deeper" / "c", TRANSFER_SYNTAX_NAMES["deflate"], index=3
+        ),
+    }
+    (root / "sub" / "README.txt").write_text("not DICOM\n")
+    return files
+
+
+# -- the command line -------------------------------------------------------------------------
+
+HELP_OPTIONS = {
+    blocking.echoscu_main: ["-aet", "-aec", "-to", "-ta", "-td", "--max-pdu", "--repeat"],
+    blocking.storescu_main: ["-aet", "-aec", "-to", "-ta", "-td", "--max-pdu", "--no-halt"],
+    blocking.echoscp_main: ["-aet", "--require-called-aet", "--bind", "--max-pdu"],
+    blocking.storescp_main: ["-od", "--ignore", "--accept-all", "--abort-after", "--max-pdu"],
+}
+
+
+@pytest.mark.parametrize("main", list(HELP_OPTIONS), ids=lambda m: m.__name__)
+def test_help_says_what_each_option_does(
+    main: Callable[..., int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for option in [*HELP_OPTIONS[main], "-v", "--tls", "--tls-cert", "--tls-ca", "--tls-key"]:
+        line = next((ln for ln in text.splitlines() if re.search(rf"{option}\b", ln)), None)
+        assert line is not None, f"{option} missing from --help"
+    assert "exit status:" in text
+    assert "70  the association was aborted" in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--no-such-option", HOST, "104"],
+        [HOST, "not-a-port"],
+        ["-aet", "A" * 17, HOST, "104"],
+        ["-pdu", "12", HOST, "104"],
+        [HOST],
+    ],
+)
+def test_usage_errors_exit_1(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """As DCMTK's tools: a command-line syntax error is exit status 1, with the usage."""
+    assert blocking.echoscu_main(argv) == ExitCode.USAGE
+    assert "usage:" in capsys.readouterr().err
+
+
+# -- echo -------------------------------------------------------------------------------------
+
+
+def test_echo_with_trace() -> None:
+    with dul_server("echoscp") as (port, server_log):
+        code, log = run_tool(blocking.echoscu_main, "-v", "--repeat", "3", HOST, str(port))
+        assert code == ExitCode.OK
+        wait_for(lambda: "ended: released" in server_log.getvalue())
+    # The requestor's trace: every PDU and DIMSE message, in order.
+    order = ["SCU ==> A-ASSOCIATE-RQ", "SCU <== A-ASSOCIATE-AC", "SCU ==> C-ECHO-RQ"]
+    order += ["SCU <== C-ECHO-RSP", "SCU ==> A-RELEASE-RQ", "SCU <== A-RELEASE-RP"]
+    positions = [log.index(marker) for marker in order]
+    assert positions == sorted(positions)
+    assert log.count("C-ECHO response: status 0x0000 (success)") == 3
+    # The acceptor's: the same exchange seen from the other side.
+    text = server_log.getvalue()
+    assert "SCP#1 <== A-ASSOCIATE-RQ" in text
+    assert text.count("SCP#1 ==> C-ECHO-RSP") == 3
+    assert "calling AE title: 'ECHOSCU'" in text
+
+
+def test_echo_connection_refused() -> None:
+    code, log = run_tool(blocking.echoscu_main, HOST, str(free_port()))
+    assert code == ExitCode.ASSOCIATION_FAILED
+    assert "cannot connect" in log
+
+
+def test_echo_rejected_for_wrong_called_ae_title() -> None:
+    with dul_server("echoscp", "-aet", "ECHOSCP", "--require-called-aet") as (port, server_log):
+        code, log = run_tool(blocking.echoscu_main, "-aec", "WRONG", HOST, str(port))
+        assert code == ExitCode.ASSOCIATION_FAILED
+        assert "association rejected: result 1, source 1, reason 7" in log
+        code, _ = run_tool(blocking.echoscu_main, "-aec", "ECHOSCP", HOST, str(port))
+        assert code == ExitCode.OK
+        wait_for(lambda: "ended: released" in server_log.getvalue())
+    assert "ended: rejected" in server_log.getvalue()
+
+
+def test_echo_abort_instead_of_release() -> None:
+    with dul_server("echoscp") as (port, server_log):
+        code, log = run_tool(blocking.echoscu_main, "-v", "--abort", HOST, str(port))
+        assert code == ExitCode.OK
+        assert "SCU ==> A-ABORT" in log
+        wait_for(lambda: "ended: aborted by peer" in server_log.getvalue())
+
+
+# -- store ------------------------------------------------------------------------------------
+
+
+def test_store_tree_recursively(tree: dict[str, Path], tmp_path: Path) -> None:
+    """Every file arrives as a valid Part 10 file whose data set is the sent bytes, unchanged."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with dul_server("storescp", "-od", str(out)) as (port, server_log):
+        code, log = run_tool(
+            blocking.storescu_main, "-v", "-aet", "ME", HOST, str(port), str(tmp_path / "in")
+        )
+        assert code == ExitCode.OK, log
+    assert "skipped" in log and "README.txt" in log
+    assert "3 of 3 files stored" in log
+    stored = sorted(out.iterdir())
+    assert [p.name for p in stored] == sorted(
+        f"CT.{pydicom.dcmread(p).SOPInstanceUID}" for p in tree.values()
+    )
+    for source in tree.values():
+        sent = pydicom.dcmread(source)
+        path = out / f"CT.{sent.SOPInstanceUID}"
+        received = read_stored(path)
+        meta = received.file_meta
+        assert meta.MediaStorageSOPClassUID == CT_IMAGE_STORAGE
+        assert meta.MediaStorageSOPInstanceUID == sent.SOPInstanceUID
+        assert meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
+        assert meta.ImplementationClassUID == dul.IMPLEMENTATION_CLASS_UID
+        assert meta.ImplementationVersionName == dul.IMPLEMENTATION_VERSION_NAME
+        assert meta.SourceApplicationEntityTitle == "ME"
+        assert meta.FileMetaInformationVersion == b"\x00\x01"
+        declared, actual = meta_group_length(path)
+        assert declared == actual
+        assert dataset_bytes(path) == dataset_bytes(source)
+        assert received.PixelData == sent.PixelData
+    # Three contexts were proposed, one per transfer syntax, and each file used its own.
+    assert server_log.getvalue().count("abstract syntax: 1.2.840.10008.5.1.4.1.1.2 ") == 3
+
+
+def test_store_ignore_writes_nothing(tree: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with dul_server("storescp", "--ignore", "-od", str(out)) as (port, server_log):
+        code, _ = run_tool(blocking.storescu_main, HOST, str(port), *map(str, tree.values()))
+        assert code == ExitCode.OK
+        wait_for(lambda: "ended: released" in server_log.getvalue())
+    assert list(out.iterdir()) == []
+    assert server_log.getvalue().count("==> C-STORE-RSP") == 3
+
+
+def test_store_input_errors(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not DICOM")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "x.txt").write_text("nothing")
+    port = str(free_port())  # never contacted: the inputs are checked first
+    code, log = run_tool(blocking.storescu_main, HOST, port, str(text))
+    assert (code, "not a DICOM file" in log) == (ExitCode.INVALID_INPUT_FILE, True)
+    code, log = run_tool(blocking.storescu_main, HOST, port, str(tmp_path / "missing.dcm"))
+    assert (code, "no such file" in log) == (ExitCode.INVALID_INPUT_FILE, True)
+    code, log = run_tool(blocking.storescu_main, HOST, port, str(empty))
+    assert (code, "no DICOM file" in log) == (ExitCode.NO_VALID_INPUT_FILES, True)
+
+
+def test_store_unknown_sop_class(tmp_path: Path) -> None:
+    """Refused unless --accept-all: the context is rejected, storescu says so and fails."""
+    private = write_sample(tmp_path / "p.dcm", sop_class_uid="1.2.826.0.1.3680043.2.1143.99")
+    out = tmp_path / "out"
+    out.mkdir()
+    with dul_server("storescp", "-od", str(out)) as (port, _):
+        code, log = run_tool(blocking.storescu_main, HOST, str(port), str(private))
+    assert code == ExitCode.REQUEST_FAILED
+    assert "accepted no presentation context" in log
+    with dul_server("storescp", "--accept-all", "-od", str(out)) as (port, _):
+        code, _ = run_tool(blocking.storescu_main, HOST, str(port), str(private))
+    assert code == ExitCode.OK
+    assert [p.name.split(".")[0] for p in out.iterdir()] == ["UNKNOWN"]
+
+
+def test_store_failure_status_halts_unless_no_halt(tmp_path: Path) -> None:
+    """A file the SCP cannot write gets 0xA700; storescu stops there, or goes on with -nh."""
+    files = [write_sample(tmp_path / "in" / f"{i}.dcm", index=10 + i) for i in range(3)]
+    out = tmp_path / "out"
+    out.mkdir()
+    # A directory where storescp's file for the first instance must go: it cannot store it.
+    first = pydicom.dcmread(files[0]).SOPInstanceUID
+    (out / f"CT.{first}").mkdir()
+    with dul_server("storescp", "-od", str(out)) as (port, _):
+        code, log = run_tool(blocking.storescu_main, HOST, str(port), *map(str, files))
+        assert code == ExitCode.REQUEST_FAILED
+        assert "status 0xA700 (failure): cannot store the file" in log
+        assert [p.name for p in out.iterdir()] == [f"CT.{first}"]  # no partial file left
+        code, log = run_tool(blocking.storescu_main, "-nh", HOST, str(port), *map(str, files))
+        assert code == ExitCode.REQUEST_FAILED
+        assert (
+            "2 of 3 files stored"
+            in run_tool(blocking.storescu_main, "-v", "-nh", HOST, str(port), *map(str, files))[1]
+        )
+    assert sorted(p.is_file() for p in out.iterdir()) == [False, True, True]
+
+
+def test_store_peer_aborts(tree: dict[str, Path], tmp_path: Path) -> None:
+    for option in ("--abort-after", "--abort-during"):
+        with dul_server("storescp", option, "-od", str(tmp_path)) as (port, server_log):
+            code, log = run_tool(blocking.storescu_main, HOST, str(port), str(tree["explicit"]))
+            assert code == ExitCode.ASSOCIATION_ABORTED
+            assert "association aborted" in log
+            wait_for(lambda log=server_log: "ended: aborted locally" in log.getvalue())
+        assert not list(tmp_path.glob("CT.*")) and not list(tmp_path.glob(".*.part"))
+
+
+def test_store_progress(tree: dict[str, Path]) -> None:
+    with dul_server("storescp", "--ignore") as (port, _):
+        code, log = run_tool(
+            blocking.storescu_main, "--progress", HOST, str(port), str(tree["explicit"])
+        )
+    assert code == ExitCode.OK
+    assert re.search(r"\r1/1 files, 0\.0/0\.0 MB, [\d.]+ MB/s", log)
+
+
+def test_store_streams_with_bounded_memory(tmp_path: Path) -> None:
+    """A 24 MB data set goes from file to file through a few MB of memory, both sides together."""
+    big = write_sample(tmp_path / "big.dcm", size=24_000_000)
+    out = tmp_path / "out"
+    out.mkdir()
+    with dul_server("storescp", "-od", str(out), "--max-pdu", "65536") as (port, _):
+        tracemalloc.start()
+        try:
+            code, log = run_tool(blocking.storescu_main, HOST, str(port), str(big))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert code == ExitCode.OK, log
+    stored = out / f"CT.{pydicom.dcmread(big, stop_before_pixels=True).SOPInstanceUID}"
+    assert stored.stat().st_size - storage.read_dicom_file(stored).offset > 23_000_000
+    assert dataset_bytes(stored) == dataset_bytes(big)
+    assert peak < 6_000_000, f"peak {peak:,} bytes"
+
+
+def test_server_setup_errors(tmp_path: Path) -> None:
+    """A port in use is 60 (network set-up), a missing output directory 40, as DCMTK's."""
+    with dul_server("echoscp") as (port, _):
+        code, log = run_tool(blocking.storescp_main, "--ignore", str(port))
+    assert code == ExitCode.NETWORK_SETUP
+    assert f"cannot listen on 127.0.0.1:{port}" in log
+    code, log = run_tool(blocking.storescp_main, "-od", str(tmp_path / "missing"), "0")
+    assert code == ExitCode.CANNOT_WRITE_OUTPUT
+    assert "output directory" in log
+
+
+# -- TLS --------------------------------------------------------------------------------------
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (and localhost) and its key, as PEM files."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    try:
+        import cryptography  # noqa: F401 - only asking whether it is installed
+    except ImportError:
+        subject = ["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
+        files = ["-keyout", str(key), "-out", str(cert)]
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                *subject,
+                *files,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return cert, key
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(certificate, key): self-signed, for 127.0.0.1."""
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+def test_tls_store(certificate: tuple[Path, Path], tree: dict[str, Path], tmp_path: Path) -> None:
+    """storescu over TLS to storescp over TLS, each side verifying the other's certificate."""
+    cert, key = map(str, certificate)
+    out = tmp_path / "out"
+    out.mkdir()
+    tls = ["--tls-cert", cert, "--tls-key", key, "--tls-ca", cert]
+    with dul_server("storescp", *tls, "-od", str(out)) as (port, server_log):
+        code, log = run_tool(blocking.storescu_main, *tls, HOST, str(port), str(tree["explicit"]))
+        assert code == ExitCode.OK, log
+        # A client that does not trust the server's certificate gets no association.
+        code, log = run_tool(blocking.echoscu_main, "--tls", HOST, str(port))
+        assert code == ExitCode.ASSOCIATION_FAILED
+        assert "TLS handshake" in log and "CERTIFICATE_VERIFY_FAILED" in log
+        # Nor does one without a client certificate, the server requiring one.
+        code, _ = run_tool(blocking.echoscu_main, "--tls-ca", cert, HOST, str(port))
+        assert code != ExitCode.OK
+        # Plain TCP to a TLS server: no association either.
+        code, _ = run_tool(blocking.echoscu_main, "-ta", "5", HOST, str(port))
+        assert code == ExitCode.ASSOCIATION_FAILED
+    stored = out / f"CT.{pydicom.dcmread(tree['explicit']).SOPInstanceUID}"
+    assert dataset_bytes(stored) == dataset_bytes(tree["explicit"])
+    assert "SCP#1 <== A-ASSOCIATE-RQ" in server_log.getvalue()
+
+
+def test_tls_files_missing(tmp_path: Path) -> None:
+    code, log = run_tool(blocking.echoscu_main, "--tls-ca", str(tmp_path / "no.pem"), HOST, "1")
+    assert code == ExitCode.NETWORK_SETUP
+    assert "cannot set up TLS" in log
+    code, log = run_tool(blocking.storescp_main, "--tls", "0")
+    assert code == ExitCode.USAGE
+    assert "--tls-cert" in log
+
+
+# -- the modules, as a user runs them ---------------------------------------------------------
+
+
+def python_m(module: str, *argv: str) -> list[str]:
+    return [sys.executable, "-m", module, *argv]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_python_m_entry_points(tree: dict[str, Path], tmp_path: Path) -> None:
+    """``python -m examples.sockets.storescp`` serves (stopped by its PID); the SCUs exit 0."""
+    out = tmp_path / "out"
+    out.mkdir()
+    port = free_port()
+    server = subprocess.Popen(
+        python_m("examples.sockets.storescp", "-v", "-od", str(out), str(port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=child_env(),
+        cwd=ROOT,
+    )
+    try:
+        wait_listening(port)
+        echo = subprocess.run(
+            python_m("examples.sockets.echoscu", HOST, str(port)),
+            env=child_env(),
+            cwd=ROOT,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert echo.returncode == 0, echo.stderr
+        store = subprocess.run(
+            python_m("examples.sockets.storescu", HOST, str(port), str(tmp_path / "in")),
+            env=child_env(),
+            cwd=ROOT,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert store.returncode == 0, store.stderr
+    finally:
+        server.terminate()  # SIGTERM: storescp stops as on Ctrl-C
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert b"storescp: interrupted, stopping" in output
+    assert len(list(out.glob("CT.*"))) == 3
+
+
+# -- the storage logic ------------------------------------------------------------------------
+
+
+def test_storage_sop_classes_are_pydicom_storage_uids() -> None:
+    """The compact list: every UID is a storage SOP class by pydicom's dictionary."""
+    for uid in storage.STORAGE_SOP_CLASSES:
+        assert UID(uid).type == "SOP Class", uid
+        assert "Storage" in UID(uid).name, (uid, UID(uid).name)
+    for syntax in storage.TRANSFER_SYNTAXES:
+        assert UID(syntax).is_transfer_syntax, syntax
+
+
+def test_file_meta_reads_back(tmp_path: Path) -> None:
+    """The meta group we write is what pydicom reads, odd-length values padded."""
+    path = tmp_path / "m.dcm"
+    charset = b"\x08\x00\x05\x00\x0a\x00\x00\x00ISO_IR 100"  # (0008,0005), implicit VR
+    path.write_bytes(storage.file_meta("1.2.3", "1.2.34", "1.2.840.10008.1.2", "ODD") + charset)
+    meta = pydicom.filereader.read_file_meta_info(path)
+    assert meta.MediaStorageSOPClassUID == "1.2.3"
+    assert meta.MediaStorageSOPInstanceUID == "1.2.34"
+    assert meta.SourceApplicationEntityTitle == "ODD"
+    declared, actual = meta_group_length(path)
+    assert declared == actual == len(path.read_bytes()) - 144 - len(charset)
+    assert pydicom.dcmread(path).SpecificCharacterSet == "ISO_IR 100"
+
+
+def test_file_names_are_safe() -> None:
+    assert storage.file_name(CT_IMAGE_STORAGE, "1.2.3") == "CT.1.2.3"
+    assert storage.file_name("1.2.3", "../../etc/passwd") == "UNKNOWN..._..___________"
+    assert "/" not in storage.file_name("9", "/" * 100)
+
+
+def test_plan_splits_beyond_128_contexts(tmp_path: Path) -> None:
+    files = [
+        storage.DicomFile(
+            path=tmp_path / str(i),
+            sop_class_uid=f"1.2.3.{i // 2}",
+            sop_instance_uid=f"9.{i}",
+            transfer_syntax=("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")[i % 2],
+            offset=0,
+            length=2,
+        )
+        for i in range(300)
+    ]
+    batches = storage.plan(files)
+    assert [len(b.contexts) for b in batches] == [128, 128, 44]
+    assert sum(len(b.files) for b in batches) == 300
+    for batch in batches:
+        assert [c.context_id for c in batch.contexts] == list(range(1, 2 * len(batch.contexts), 2))
+        keys = {(c.abstract_syntax, c.transfer_syntaxes) for c in batch.contexts}
+        assert all((f.sop_class_uid, (f.transfer_syntax,)) in keys for f in batch.files)
+
+
+def test_read_chunks_even_and_whole(tmp_path: Path) -> None:
+    path = write_sample(tmp_path / "x.dcm", size=50_001)
+    dicom = storage.read_dicom_file(path)
+    with open(path, "rb") as fp:
+        pieces = [bytes(c) for c in storage.read_chunks(fp, dicom, 4096)]
+    assert all(len(p) == 4096 for p in pieces[:-1])
+    assert b"".join(pieces) == dataset_bytes(path)
+    with pytest.raises(ValueError):
+        next(storage.read_chunks(io.BytesIO(), dicom, 4095))
+
+
+# -- the demo ---------------------------------------------------------------------------------
+
+
+def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from examples import demo
+
+    assert demo.main(["--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for marker in ("SCU ==> A-ASSOCIATE-RQ", "SCP#1 <== A-ASSOCIATE-RQ", "SCU ==> C-ECHO-RQ"):
+        assert marker in out
+    assert "SCP#2 <== C-STORE-RQ" in out
+    stored = re.search(r"stored as (\S+)", out)
+    assert stored is not None, out
+    assert Path(stored.group(1)).is_file()
