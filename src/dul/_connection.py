@@ -343,6 +343,9 @@ class Connection:
         elif isinstance(event, PData):
             self._check_pdata(event)
         data = encode(event, strict)  # validates before any state changes
+        if isinstance(event, PData) and event.values:
+            last = event.values[-1]  # a message left open continues where its last PDV stops
+            self._sending = None if last.is_last else (last.context_id, last.is_command)
         self._outgoing.append(data)
         self._apply(event_input, event)
         return self.data_to_send()
@@ -426,11 +429,17 @@ class Connection:
                 )
 
     def _check_pdata(self, pdata: PData) -> None:
+        sending = self._sending
         for value in pdata.values:
             if value.context_id not in self._contexts:
                 raise LocalProtocolError(
                     f"presentation context {value.context_id} was not accepted"
                 )
+            if sending is not None and (value.context_id, value.is_command) != sending:
+                raise LocalProtocolError(
+                    "a message is being sent in pieces: its PDVs must come before another's"
+                )
+            sending = None if value.is_last else (value.context_id, value.is_command)
         length = sum(len(v.data) + 6 for v in pdata.values)
         if self.max_send_length and length > self.max_send_length:
             raise LocalProtocolError(

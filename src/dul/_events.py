@@ -328,7 +328,8 @@ class CloseCause(enum.Enum):
     #: The provider aborted: the peer broke the protocol (AA-8, or AA-1 in Sta2), or the
     #: transport closed with no release or abort (AA-4, an A-P-ABORT; AA-5 in Sta2).
     ABORTED_BY_PROVIDER = "aborted by provider"
-    #: The ARTIM timer expired (AA-2 on Evt18).
+    #: The ARTIM timer expired while awaiting an A-ASSOCIATE-RQ (AA-2 on Evt18 in Sta2). In
+    #: Sta13 the cause stays how the association ended (released, rejected, aborted).
     ARTIM_EXPIRED = "ARTIM expired"
 
 

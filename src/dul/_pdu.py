@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from ._codes import AbortReason, AbortSource, ContextResult, ItemType, PDUType
 from ._errors import LocalProtocolError, RemoteProtocolError
@@ -289,6 +289,48 @@ _SINGLE_SUB_ITEMS: dict[int, Callable[[bytes, int, int], object]] = {
 }
 
 
+_T = TypeVar("_T")
+_DECODED: dict[bytes, Any] = {}  # items decoded lately, by their bytes (header included)
+_ENCODED: dict[Any, bytes] = {}  # items encoded strictly lately, by their value
+_MEMO_ITEM_SIZE = 512  # larger items are not memoized: the memos stay small
+_MEMO_ENTRIES = 1024
+
+
+def _memoized(decoder: Callable[[bytes, int, int], _T], body: bytes, s: int, e: int) -> _T:
+    """Decode the item ``body[s:e]``, or reuse what the same bytes decoded to.
+
+    Peers send the same presentation contexts and user information association after
+    association; the decoded values are immutable, so they can be shared.
+    """
+    if e - s > _MEMO_ITEM_SIZE:
+        return decoder(body, s, e)
+    key = body[s - 4 : e]
+    value: _T | None = _DECODED.get(key)
+    if value is None:
+        value = decoder(body, s, e)
+        if len(_DECODED) >= _MEMO_ENTRIES:
+            _DECODED.clear()
+        _DECODED[key] = value
+    return value
+
+
+def _memoized_encode(encoder: Callable[[Any, bool], bytes], value: Any, strict: bool) -> bytes:
+    """Encode an item strictly, or reuse the bytes the same value encoded to."""
+    if not strict:
+        return encoder(value, strict)
+    try:
+        encoded = _ENCODED.get(value)
+    except TypeError:  # an unhashable field (a list for a tuple): no memo
+        return encoder(value, strict)
+    if encoded is None:
+        encoded = encoder(value, strict)
+        if len(encoded) <= _MEMO_ITEM_SIZE:
+            if len(_ENCODED) >= _MEMO_ENTRIES:
+                _ENCODED.clear()
+            _ENCODED[value] = encoded
+    return encoded
+
+
 def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | AssociateAccept:
     name = "A-ASSOCIATE-RQ" if pdu_type == PDUType.ASSOCIATE_RQ else "A-ASSOCIATE-AC"
     if len(body) < _ASSOCIATE_FIXED:
@@ -302,9 +344,9 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | Associat
     for item_type, s, e in _items(body, _ASSOCIATE_FIXED, len(body), name):
         if item_type == context_type:
             if is_rq:
-                contexts.append(_decode_context_rq(body, s, e))
+                contexts.append(_memoized(_decode_context_rq, body, s, e))
             else:
-                contexts.append(_decode_context_ac(body, s, e))
+                contexts.append(_memoized(_decode_context_ac, body, s, e))
         elif item_type == ItemType.APPLICATION_CONTEXT:
             if application_context is not None:
                 _fail(f"{name} has two application context items", s + 2, _UNEXPECTED)
@@ -312,7 +354,7 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | Associat
         elif item_type == ItemType.USER_INFORMATION:
             if user_information is not None:
                 _fail(f"{name} has two user information items", s + 2, _UNEXPECTED)
-            user_information = _decode_user_information(body, s, e)
+            user_information = _memoized(_decode_user_information, body, s, e)
         elif item_type in _KNOWN_ITEMS:
             _fail(f"item {item_type:02X}H does not belong in an {name}", s + 2, _UNEXPECTED)
         else:
@@ -676,11 +718,15 @@ def _encode_associate(event: AssociateRequest | AssociateAccept, strict: bool) -
     if is_rq:
         called = _ae_bytes(event.called_ae_title, "called AE title", strict)
         calling = _ae_bytes(event.calling_ae_title, "calling AE title", strict)
-        contexts = [_encode_context_rq(c, strict) for c in event.presentation_contexts]  # type: ignore[arg-type]
+        contexts = [
+            _memoized_encode(_encode_context_rq, c, strict) for c in event.presentation_contexts
+        ]
     else:
         called = _echoed_ae_bytes(event.called_ae_title, "called AE title", strict)
         calling = _echoed_ae_bytes(event.calling_ae_title, "calling AE title", strict)
-        contexts = [_encode_context_ac(c, strict) for c in event.presentation_contexts]  # type: ignore[arg-type]
+        contexts = [
+            _memoized_encode(_encode_context_ac, c, strict) for c in event.presentation_contexts
+        ]
     if strict:
         _check(len(contexts) > 0, "an A-ASSOCIATE PDU needs at least one presentation context")
         _check(event.protocol_version & 1 == 1, "protocol version must have bit 0 set")
@@ -699,7 +745,7 @@ def _encode_associate(event: AssociateRequest | AssociateAccept, strict: bool) -
                 _uid_bytes(event.application_context_name, "application context name", strict),
             ),
             *contexts,
-            _encode_user_information(event.user_information, strict),
+            _memoized_encode(_encode_user_information, event.user_information, strict),
             *_unknown_items(event.unknown_items),
         ]
     )
