@@ -119,13 +119,36 @@ def bench_associate(
 
         peer_encode = theirs.encode
 
+    def cold_decode() -> object:
+        _forget_memos()
+        return dul.decode(data)
+
+    def cold_encode() -> object:
+        _forget_memos()
+        return dul.encode(request)
+
     what = f"A-ASSOCIATE-RQ {contexts}x{transfer_syntaxes} ({len(data)} B)"
     return [
         _row(f"{what} decode", "PDU/s", 1, lambda: dul.decode(data), peer_decode, None, min_time),
+        _row(f"{what} decode, cold", "PDU/s", 1, cold_decode, peer_decode, None, min_time),
         _row(
             f"{what} encode", "PDU/s", 1, lambda: dul.encode(request), peer_encode, None, min_time
         ),
+        _row(f"{what} encode, cold", "PDU/s", 1, cold_encode, peer_encode, None, min_time),
     ]
+
+
+def _forget_memos() -> None:
+    """Empty the codec's memos, as for the first request ever seen from a peer.
+
+    dul memoizes decoded presentation contexts and user information by their bytes, encoded ones
+    by their value, and UIDs: real peers repeat them association after association. The "cold"
+    rows measure a request whose every item is new.
+    """
+    from dul import _pdu
+
+    for memo in (_pdu._DECODED, _pdu._ENCODED, _pdu._TEXTS, _pdu._UID_ITEMS, _pdu._VALID_UIDS):
+        memo.clear()
 
 
 def bench_pdata(max_length: int, *, min_time: float = 0.2) -> list[Row]:

@@ -472,7 +472,11 @@ def decode_pdu(pdu_type: int, body: bytes | memoryview) -> Event:
 
 
 def decode(data: bytes) -> list[Event]:
-    """Decode a byte string holding whole PDUs, back to back; a partial PDU is an error."""
+    """Decode a byte string holding whole PDUs, back to back; a partial PDU is an error.
+
+    PDV data are views of ``data`` (of a copy of it, if it is not ``bytes``).
+    """
+    view = memoryview(data if type(data) is bytes else bytes(data))
     events = []
     pos = 0
     while pos < len(data):
@@ -484,7 +488,7 @@ def decode(data: bytes) -> list[Event]:
                 f"PDU declares {length} bytes, only {len(data) - pos - 6} remain", offset=pos
             )
         try:
-            events.append(decode_pdu(pdu_type, bytes(data[pos + 6 : pos + 6 + length])))
+            events.append(decode_pdu(pdu_type, view[pos + 6 : pos + 6 + length]))
         except RemoteProtocolError as exc:
             if exc.offset is not None:
                 exc.offset += pos
@@ -787,7 +791,8 @@ def pdata_header(pdu_length: int, pdv_length: int, context_id: int, control: int
 def _encode_pdata(event: PData | PDataReceived, strict: bool) -> bytes:
     if strict:
         _check(len(event.values) > 0, "a P-DATA-TF needs at least one PDV")
-    parts: list[bytes | memoryview] = []
+    parts: list[bytes | memoryview] = [b""]  # the PDU header goes first: one join, one copy
+    length = 0
     for value in event.values:
         _check_context_id(value.context_id, strict)
         if strict:
@@ -795,7 +800,9 @@ def _encode_pdata(event: PData | PDataReceived, strict: bool) -> bytes:
         control = (1 if value.is_command else 0) | (2 if value.is_last else 0)
         parts.append(_PDV.pack(len(value.data) + 2, _byte(value.context_id, "context ID"), control))
         parts.append(value.data)
-    return _pdu(PDUType.P_DATA_TF, b"".join(parts))
+        length += 6 + len(value.data)
+    parts[0] = PDU_HEADER.pack(PDUType.P_DATA_TF, length)
+    return b"".join(parts)
 
 
 _ENCODERS: dict[type, Callable[..., bytes]] = {
