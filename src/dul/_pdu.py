@@ -499,7 +499,7 @@ def decode(data: bytes) -> list[Event]:
 
 # -- encoding --------------------------------------------------------------------------------
 
-_UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+_UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")  # PS3.5 §9.1: no leading 0s
 _AE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\]")
 _VALID_UIDS: set[str] = set()  # a small memo: negotiation repeats the same few dozen UIDs
 
@@ -516,7 +516,8 @@ def _uid_bytes(value: str, what: str, strict: bool) -> bytes:
         _check(isinstance(value, str), f"{what} must be a str, not {type(value).__name__}")
         _check(
             len(value) <= 64 and _UID.fullmatch(value) is not None,
-            f"{what} {value!r} is not a UID (digits and dots, at most 64 characters)",
+            f"{what} {value!r} is not a UID (PS3.5 §9.1: numbers without leading zeros, "
+            "separated by dots, at most 64 characters)",
         )
         if len(_VALID_UIDS) > 4096:
             _VALID_UIDS.clear()
@@ -660,8 +661,12 @@ def _encode_user_information(info: UserInformation, strict: bool) -> bytes:
         name = info.implementation_version_name
         if strict:
             _check(
-                name.isascii() and 1 <= len(name) <= 16 and not _AE_FORBIDDEN.search(name),
-                f"implementation version name {name!r} must be 1 to 16 ASCII characters",
+                name.isascii()
+                and 1 <= len(name) <= 16
+                and name.strip() == name
+                and not _AE_FORBIDDEN.search(name),
+                f"implementation version name {name!r} must be 1 to 16 ASCII characters, "
+                "without leading or trailing spaces",
             )
         raw = name.raw if isinstance(name, WireStr) and not strict else name.encode("latin-1")
         parts.append(_item(ItemType.IMPLEMENTATION_VERSION_NAME, raw))

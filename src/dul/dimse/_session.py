@@ -50,6 +50,7 @@ class Session:
         self._next_id = 0
         self._contexts: dict[int, NegotiatedContext] = {}
         self._limit = 1
+        self._announced: int | None = None  # context of a data set announced and not yet sent
 
     # -- what was negotiated -------------------------------------------------------------
 
@@ -160,6 +161,11 @@ class Session:
         For a data set too large to hold, pass ``dataset_follows=True`` and feed it with
         :meth:`send_dataset`. A request must fit the asynchronous operations window.
         """
+        if self._announced is not None:  # messages never interleave (PS3.7 §6.3.1)
+            raise LocalProtocolError(
+                "the data set announced with dataset_follows=True is incomplete: finish it with "
+                "send_dataset(..., is_last=True) first"
+            )
         has_dataset = dataset is not None or dataset_follows
         command = encode_message(message, has_dataset)
         request: Request | None = message if isinstance(message, Request) else None
@@ -176,13 +182,23 @@ class Session:
             buffers += self.connection.send_data(context_id, dataset, is_command=False)
         if request is not None:
             self._outstanding[request.message_id] = request
+        if dataset is None and dataset_follows:
+            self._announced = context_id
         return buffers
 
     def send_dataset(
         self, context_id: int, data: bytes | bytearray | memoryview, *, is_last: bool
     ) -> list[bytes | memoryview]:
         """A piece of the data set announced with ``dataset_follows=True``."""
-        return self.connection.send_data(context_id, data, is_command=False, is_last=is_last)
+        if self._announced != context_id:
+            raise LocalProtocolError(
+                f"no data set was announced on presentation context {context_id}: send its "
+                "command with dataset_follows=True first"
+            )
+        buffers = self.connection.send_data(context_id, data, is_command=False, is_last=is_last)
+        if is_last:
+            self._announced = None
+        return buffers
 
     def _negotiated(self, accept: AssociateAccept) -> None:
         request = self.connection.request
