@@ -19,6 +19,8 @@ Acceptor::
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import queue
 import socket
 import ssl
 import threading
@@ -83,6 +85,34 @@ class AssociationAborted(DriverError):
         self.cause = cause
 
 
+_local = threading.local()
+
+
+def _receive_buffer() -> bytearray:
+    """This thread's reused receive buffer: ``receive_data`` copies what it keeps, so the
+    associations a thread runs one after another (or interleaved) can share one."""
+    buffer: bytearray | None = getattr(_local, "buffer", None)
+    if buffer is None:
+        buffer = _local.buffer = bytearray(_RECV_SIZE)
+    return buffer
+
+
+def _connect(host: str, port: int, timeout: float | None) -> socket.socket:
+    """A TCP connection; an IP address is connected to directly, without a name lookup."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return socket.create_connection((host, port), timeout=timeout)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _deadline(seconds: float | None) -> float | None:
     return None if seconds is None else time.monotonic() + seconds
 
@@ -110,7 +140,7 @@ class Association:
         self.session = dimse.Session(dul.Connection(role), whole_datasets=whole_datasets)
         self.connection = self.session.connection
         self.closed: dul.ConnectionClosed | None = None
-        self._buffer = bytearray(_RECV_SIZE)
+        self._buffer = _receive_buffer()
         self._view = memoryview(self._buffer)
         self._artim_deadline: float | None = None
         self._artim_starts = -1
@@ -230,7 +260,7 @@ class Association:
     ) -> Association:
         """Connect, send ``request`` and wait for the answer; raise if it is not an accept."""
         try:
-            sock = socket.create_connection((host, port), timeout=timeouts.connect)
+            sock = _connect(host, port, timeouts.connect)
         except OSError as exc:
             raise DriverError(f"cannot connect to {host}:{port}: {exc}") from exc
         if ssl_context is not None:
@@ -504,6 +534,8 @@ class Server:
         self._slots = threading.BoundedSemaphore(max_associations)
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
+        self._handoff: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+        self._idle = 0  # workers waiting on _handoff
         self._stopping = threading.Event()
         self._listener = socket.create_server((host, port), reuse_port=False)
         self.port: int = self._listener.getsockname()[1]
@@ -521,8 +553,12 @@ class Server:
                     if self._stopping.is_set():
                         break
                     raise
-                thread = threading.Thread(target=self._serve_one, args=(sock,), daemon=True)
                 with self._lock:
+                    if self._idle:  # a worker that finished an association takes this one
+                        self._idle -= 1
+                        self._handoff.put(sock)
+                        continue
+                    thread = threading.Thread(target=self._worker, args=(sock,), daemon=True)
                     self._threads.add(thread)
                 thread.start()
         finally:
@@ -544,6 +580,29 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
         self._thread.join(5)
+
+    def _worker(self, sock: socket.socket) -> None:
+        """Serve associations one after another: threads are reused, not made per connection."""
+        try:
+            while True:
+                self._serve_one(sock)
+                with self._lock:
+                    self._idle += 1
+                idle_since = time.monotonic()
+                while True:
+                    try:
+                        sock = self._handoff.get(timeout=0.2)
+                        break
+                    except queue.Empty:
+                        pass
+                    stopping = self._stopping.is_set() or time.monotonic() - idle_since > 30
+                    with self._lock:
+                        if self._handoff.empty() and stopping:
+                            self._idle -= 1
+                            return
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
 
     def _serve_one(self, sock: socket.socket) -> None:
         try:
@@ -567,8 +626,8 @@ class Server:
                 if self.on_close is not None:
                     self.on_close(assoc)
         finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
+            with contextlib.suppress(OSError):
+                sock.close()  # a no-op when the association closed it
 
     def _refuse(self, assoc: Association) -> None:
         with contextlib.suppress(DriverError, TimeoutError, dul.ProtocolError):

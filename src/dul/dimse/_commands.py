@@ -62,23 +62,24 @@ def _name(element: int) -> str:
 
 
 def _encode_value(element: int, vr: str, value: CommandValue) -> bytes:
-    what = _name(element)
     if vr in ("US", "UL"):
         limit = 0xFFFF if vr == "US" else 0xFFFFFFFF
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
-            raise LocalProtocolError(f"{what} must be an int from 0 to {limit}, not {value!r}")
+            raise LocalProtocolError(
+                f"{_name(element)} must be an int from 0 to {limit}, not {value!r}"
+            )
         return (_US if vr == "US" else _UL).pack(value)
     if vr == "AT":
         if not isinstance(value, tuple):
-            raise LocalProtocolError(f"{what} must be a tuple of (group, element) pairs")
+            raise LocalProtocolError(f"{_name(element)} must be a tuple of (group, element) pairs")
         try:
             return b"".join(struct.pack("<HH", group, elem) for group, elem in value)
         except (struct.error, TypeError, ValueError) as exc:
-            raise LocalProtocolError(f"{what}: {value!r} is not a tuple of tags") from exc
+            raise LocalProtocolError(f"{_name(element)}: {value!r} is not a tuple of tags") from exc
     if not isinstance(value, str) or not value.isascii():
-        raise LocalProtocolError(f"{what} must be an ASCII str, not {value!r}")
+        raise LocalProtocolError(f"{_name(element)} must be an ASCII str, not {value!r}")
     if len(value) > _MAX_TEXT[vr]:
-        raise LocalProtocolError(f"{what} {value!r} exceeds {_MAX_TEXT[vr]} characters")
+        raise LocalProtocolError(f"{_name(element)} {value!r} exceeds {_MAX_TEXT[vr]} characters")
     raw = value.encode("ascii")
     return raw + _PAD[vr] if len(raw) % 2 else raw
 
