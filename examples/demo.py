@@ -1,7 +1,9 @@
 """A tour of dul on real sockets: a storage SCP and an SCU talk over loopback, traced.
 
 Starts dul's storescp in this process on a free loopback port, then runs echoscu and storescu
-against it (sending a CT image made by ``examples/make_test_file.py``). Every PDU and DIMSE
+against it (sending a CT image made by ``examples/make_test_file.py``), then prints the stored
+image on dul's virtual printer (Basic Grayscale Print Management), which writes the film as a
+PNG. Every PDU and DIMSE
 message is printed as each side sends or receives it (``SCU`` is the requestor, ``SCP#n`` the
 acceptor's n-th association), then where the file landed. No outside server is needed::
 
@@ -77,11 +79,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         ended.wait(2)
 
+    stored = sorted(received.iterdir())
+    films = _print_film(stored[0] if stored else source, output / "films")
+
     _step("result")
     print(f"echoscu exit status {echo}, storescu exit status {store}")
-    for path in sorted(received.iterdir()):
+    for path in stored:
         print(f"{source.name} was stored as {path}")
-    return 0 if echo == store == 0 else 1
+    for film in films:
+        print(f"the virtual printer wrote the film {film}")
+    return 0 if echo == store == 0 and films else 1
+
+
+def _print_film(image: Path, films: Path) -> list[Path]:
+    """Print ``image`` on dul's virtual printer (PS3.4 Annex H), traced; the PNGs it wrote."""
+    from examples.print import printscu
+    from examples.print.printscp import VirtualPrinter
+
+    printer = VirtualPrinter(films, say=lambda line: print(f"I: printer: {line}", flush=True))
+    server = printer.server(HOST, 0)
+    with server:
+        _step(f"printscu prints {image.name} on the virtual printer at {HOST}:{server.port}")
+        options = printscu.FilmOptions(display_format="STANDARD\\2,1", orientation="LANDSCAPE")
+        report = printscu.print_images(
+            HOST,
+            server.port,
+            printscu.load_images([image, image], bits=8),
+            options,
+            called_ae_title="PRINTSCP",
+            say=lambda line: print(f"I: printscu: {line}", flush=True),
+        )
+        print(f"I: printscu: {report.films} film(s) printed", flush=True)
+    return [film.path for film in printer.films]
 
 
 if __name__ == "__main__":

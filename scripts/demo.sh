@@ -14,8 +14,8 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 
-echo "== installing dul[examples] into .venv"
-.venv/bin/python -m pip install --quiet -e '.[examples]'
+echo "== installing dul[examples,print] into .venv"
+.venv/bin/python -m pip install --quiet -e '.[examples,print]'
 
 echo "== python -m examples.demo"
 exec .venv/bin/python -m examples.demo "$@"
