@@ -9,6 +9,12 @@ it stored holds the bytes sent, its status or exit code, its log. DCMTK runs in 
 processes, started and stopped by PID (always through the ``dcmtk`` fixture: pynetdicom's
 console scripts shadow DCMTK's names on PATH), with TCP_NODELAY=1; pynetdicom runs in threads,
 dul's tools in this process. Under CI=true a missing peer fails (the fixtures see to it).
+
+Every cell runs on each of dul's drivers (``driver``: sockets, trio, asyncio) except the
+C-STORE matrix: its 4 transfer syntaxes x 3 or 4 PDU lengths run on the sockets driver, and a
+corner of it on trio and asyncio (:data:`ASYNC_SYNTAXES` x the smallest and the largest PDU
+length). The tools and the core are the same on every driver; what differs, how a driver waits,
+writes and ends, the corner exercises in each direction and with each peer.
 """
 
 from __future__ import annotations
@@ -23,13 +29,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from examples.tools import blocking
 from examples.tools.cli import ExitCode
 from examples.tools.sample_files import TRANSFER_SYNTAX_NAMES, dataset_bytes, write_sample
 
 import interop_report
 from peers import HOST, Dcmtk, find_dcmtk, free_port, wait_listening
-from test_tools_sockets import make_certificate, wait_for
+from test_tools import DRIVERS, TOOLS, make_certificate, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -45,6 +50,11 @@ SYNTAX_LABELS = {
 #: DCMTK takes 4096..131072; pynetdicom also 0, no limit.
 DCMTK_PDUS = [4096, 16384, 131072]
 PYNETDICOM_PDUS = [*DCMTK_PDUS, 0]
+#: The C-STORE corner the async drivers run: a data set streamed from disk in PDUs (implicit VR,
+#: 1.5 MB) and one sent whole with its command (deflated, 18 KB); the extreme PDU lengths.
+ASYNC_SYNTAXES = ["implicit", "deflate"]
+ASYNC_DCMTK_PDUS = [4096, 131072]
+ASYNC_PYNETDICOM_PDUS = [4096, 0]
 #: DCMTK storescu's option proposing each transfer syntax (with -xi, only implicit VR).
 DCMTK_PROPOSE = {"implicit": "-xi", "explicit": "-xe", "big": "-xb", "deflate": "-xd"}
 #: Bound on every child process: a broken peer fails a cell, never hangs it.
@@ -74,6 +84,23 @@ def _interop_recorder(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
 
 
+def store_cells(pdus: list[int], async_pdus: list[int]) -> list[Any]:
+    """(driver, syntax, pdu) of the C-STORE cells: all on sockets, a corner on trio and asyncio."""
+    cells = [("sockets", syntax, pdu) for syntax in SYNTAXES for pdu in pdus]
+    cells += [
+        (driver, syntax, pdu)
+        for driver in DRIVERS
+        if driver != "sockets"
+        for syntax in ASYNC_SYNTAXES
+        for pdu in async_pdus
+    ]
+    return [pytest.param(*c, id="-".join(map(str, c))) for c in cells]
+
+
+#: Every cell that is not in the C-STORE matrix runs on each driver.
+each_driver = pytest.mark.parametrize("driver", DRIVERS)
+
+
 def cell(requestor: str, acceptor: str, service: str) -> Callable[[Any], Any]:
     """Describe a test as an interop cell (its variant is the parameter id)."""
 
@@ -88,6 +115,7 @@ def cell(requestor: str, acceptor: str, service: str) -> Callable[[Any], Any]:
 def _describe_cell(request: pytest.FixtureRequest) -> None:
     described = dict(getattr(request.function, "interop_cell", {}))
     params = getattr(getattr(request.node, "callspec", None), "params", {})
+    described["driver"] = params.get("driver", "")
     variant = []
     if "syntax" in params:
         variant.append(SYNTAX_LABELS[params["syntax"]])
@@ -127,16 +155,18 @@ def stored_meta(path: Path) -> tuple[str, str, str]:
     return dicom.sop_class_uid, dicom.sop_instance_uid, dicom.transfer_syntax
 
 
-def run_dul(main: Callable[..., int], *argv: str) -> tuple[int, str]:
+def run_dul(driver: str, tool: str, *argv: str) -> tuple[int, str]:
+    """dul's echoscu or storescu on ``driver``, in this process: (exit status, its log)."""
     stream = io.StringIO()
+    main = getattr(TOOLS[driver], f"{tool}_main")
     return main(list(argv), stream=stream), stream.getvalue()
 
 
 @contextlib.contextmanager
-def dul_scp(kind: str, *argv: str) -> Iterator[tuple[int, io.StringIO]]:
-    """dul's echoscp or storescp in a thread, with -v: (port, its log)."""
+def dul_scp(driver: str, kind: str, *argv: str) -> Iterator[tuple[int, io.StringIO]]:
+    """dul's echoscp or storescp on ``driver``, in a thread, with -v: (port, its log)."""
     stream = io.StringIO()
-    with blocking.server_in_thread(kind, ["-v", *argv, "0"], stream) as server:
+    with TOOLS[driver].server_in_thread(kind, ["-v", *argv, "0"], stream) as server:
         yield server.port, stream
 
 
@@ -260,25 +290,26 @@ def pynetdicom_scu(
 
 
 @cell("dul echoscu", "DCMTK storescp", "C-ECHO")
-def test_echo_dul_to_dcmtk(dcmtk: Dcmtk, tmp_path: Path) -> None:
+@each_driver
+def test_echo_dul_to_dcmtk(driver: str, dcmtk: Dcmtk, tmp_path: Path) -> None:
     with dcmtk_server(dcmtk, tmp_path, "storescp", "-v", "-aet", "STORESCP") as (port, log):
-        code, out = run_dul(blocking.echoscu_main, "-aec", "STORESCP", HOST, str(port))
+        code, out = run_dul(driver, "echoscu", "-aec", "STORESCP", HOST, str(port))
     assert code == ExitCode.OK, out
     assert "Received Echo Request" in log.read_text()
 
 
 @cell("dul storescu", "DCMTK storescp +B", "C-STORE")
-@pytest.mark.parametrize("pdu", DCMTK_PDUS)
-@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize(("driver", "syntax", "pdu"), store_cells(DCMTK_PDUS, ASYNC_DCMTK_PDUS))
 def test_store_dul_to_dcmtk(
-    dcmtk: Dcmtk, samples: dict[str, Path], tmp_path: Path, syntax: str, pdu: int
+    dcmtk: Dcmtk, samples: dict[str, Path], tmp_path: Path, driver: str, syntax: str, pdu: int
 ) -> None:
     """DCMTK's bit-preserving storescp writes exactly the data set bytes dul sent."""
     source = samples[syntax]
     options = ["-v", "-aet", "STORESCP", "+B", "+xa", "-pdu", str(pdu), "-od", str(tmp_path)]
     with dcmtk_server(dcmtk, tmp_path, "storescp", *options) as (port, log):
         code, out = run_dul(
-            blocking.storescu_main,
+            driver,
+            "storescu",
             "-v",
             "-pdu",
             str(pdu),
@@ -304,24 +335,27 @@ def test_store_dul_to_dcmtk(
 
 
 @cell("dul echoscu", "pynetdicom", "C-ECHO")
-def test_echo_dul_to_pynetdicom(pynetdicom: ModuleType) -> None:
+@each_driver
+def test_echo_dul_to_pynetdicom(driver: str, pynetdicom: ModuleType) -> None:
     with pynetdicom_scp(pynetdicom) as (port, peer):
-        code, out = run_dul(blocking.echoscu_main, "-aec", "PYNETDICOM", HOST, str(port))
+        code, out = run_dul(driver, "echoscu", "-aec", "PYNETDICOM", HOST, str(port))
     assert code == ExitCode.OK, out
     assert peer.echoed.is_set()
 
 
 @cell("dul storescu", "pynetdicom", "C-STORE")
-@pytest.mark.parametrize("pdu", PYNETDICOM_PDUS)
-@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize(
+    ("driver", "syntax", "pdu"), store_cells(PYNETDICOM_PDUS, ASYNC_PYNETDICOM_PDUS)
+)
 def test_store_dul_to_pynetdicom(
-    pynetdicom: ModuleType, samples: dict[str, Path], syntax: str, pdu: int
+    pynetdicom: ModuleType, samples: dict[str, Path], driver: str, syntax: str, pdu: int
 ) -> None:
     """pynetdicom's handler receives exactly the data set bytes dul sent, in the right syntax."""
     source = samples[syntax]
     with pynetdicom_scp(pynetdicom, max_pdu=pdu) as (port, peer):
         code, out = run_dul(
-            blocking.storescu_main,
+            driver,
+            "storescu",
             "-v",
             "-pdu",
             str(pdu),
@@ -342,8 +376,9 @@ def test_store_dul_to_pynetdicom(
 
 
 @cell("DCMTK echoscu", "dul echoscp", "C-ECHO")
-def test_echo_dcmtk_to_dul(dcmtk: Dcmtk) -> None:
-    with dul_scp("echoscp") as (port, log):
+@each_driver
+def test_echo_dcmtk_to_dul(driver: str, dcmtk: Dcmtk) -> None:
+    with dul_scp(driver, "echoscp") as (port, log):
         result = dcmtk_run(dcmtk, "echoscu", "-v", "-aec", "ECHOSCP", HOST, str(port))
         wait_for(lambda: "ended: released" in log.getvalue())
     assert result.returncode == 0, result.stdout + result.stderr
@@ -360,14 +395,13 @@ def assert_dcmdump_reads(dcmtk: Dcmtk, path: Path) -> None:
 
 
 @cell("DCMTK storescu", "dul storescp", "C-STORE")
-@pytest.mark.parametrize("pdu", DCMTK_PDUS)
-@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize(("driver", "syntax", "pdu"), store_cells(DCMTK_PDUS, ASYNC_DCMTK_PDUS))
 def test_store_dcmtk_to_dul(
-    dcmtk: Dcmtk, samples: dict[str, Path], tmp_path: Path, syntax: str, pdu: int
+    dcmtk: Dcmtk, samples: dict[str, Path], tmp_path: Path, driver: str, syntax: str, pdu: int
 ) -> None:
     """The file dul stores holds DCMTK's data set as sent; dcmdump reads the file."""
     source = samples[syntax]
-    with dul_scp("storescp", "-pdu", str(pdu), "-od", str(tmp_path)) as (port, log):
+    with dul_scp(driver, "storescp", "-pdu", str(pdu), "-od", str(tmp_path)) as (port, log):
         result = dcmtk_run(
             dcmtk,
             "storescu",
@@ -399,8 +433,9 @@ def test_store_dcmtk_to_dul(
 
 
 @cell("pynetdicom", "dul echoscp", "C-ECHO")
-def test_echo_pynetdicom_to_dul(pynetdicom: ModuleType) -> None:
-    with dul_scp("echoscp") as (port, log):
+@each_driver
+def test_echo_pynetdicom_to_dul(driver: str, pynetdicom: ModuleType) -> None:
+    with dul_scp(driver, "echoscp") as (port, log):
         with pynetdicom_scu(pynetdicom, port, called="ECHOSCP") as assoc:
             assert assoc.is_established
             status = assoc.send_c_echo()
@@ -410,18 +445,20 @@ def test_echo_pynetdicom_to_dul(pynetdicom: ModuleType) -> None:
 
 
 @cell("pynetdicom", "dul storescp", "C-STORE")
-@pytest.mark.parametrize("pdu", PYNETDICOM_PDUS)
-@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize(
+    ("driver", "syntax", "pdu"), store_cells(PYNETDICOM_PDUS, ASYNC_PYNETDICOM_PDUS)
+)
 def test_store_pynetdicom_to_dul(
     pynetdicom: ModuleType,
     dcmtk: Dcmtk,
     samples: dict[str, Path],
     tmp_path: Path,
+    driver: str,
     syntax: str,
     pdu: int,
 ) -> None:
     source = samples[syntax]
-    with dul_scp("storescp", "-pdu", str(pdu), "-od", str(tmp_path)) as (port, log):
+    with dul_scp(driver, "storescp", "-pdu", str(pdu), "-od", str(tmp_path)) as (port, log):
         with pynetdicom_scu(pynetdicom, port, TRANSFER_SYNTAX_NAMES[syntax], max_pdu=pdu) as assoc:
             assert assoc.is_established
             status = assoc.send_c_store(source)
@@ -437,7 +474,8 @@ def test_store_pynetdicom_to_dul(
 
 
 @cell("dul echoscu", "DCMTK dcmqrscp", "A-ASSOCIATE-RJ (called AE title)")
-def test_reject_dul_by_dcmtk(dcmtk: Dcmtk, tmp_path: Path) -> None:
+@each_driver
+def test_reject_dul_by_dcmtk(driver: str, dcmtk: Dcmtk, tmp_path: Path) -> None:
     """dcmqrscp (unlike storescp) checks the called AE title: RJ 1/1/7."""
     (tmp_path / "db").mkdir()
     config = tmp_path / "dcmqrscp.cfg"
@@ -447,27 +485,29 @@ def test_reject_dul_by_dcmtk(dcmtk: Dcmtk, tmp_path: Path) -> None:
         "AETable BEGIN\nQRSCP db RW (9, 1024mb) ANY\nAETable END\n"
     )
     with dcmtk_server(dcmtk, tmp_path, "dcmqrscp", "-s", "-c", str(config)) as (port, _):
-        code, out = run_dul(blocking.echoscu_main, "-aec", "WRONG", HOST, str(port))
+        code, out = run_dul(driver, "echoscu", "-aec", "WRONG", HOST, str(port))
         assert code == ExitCode.ASSOCIATION_FAILED
         assert "association rejected: result 1, source 1, reason 7" in out
-        code, out = run_dul(blocking.echoscu_main, "-aec", "QRSCP", HOST, str(port))
+        code, out = run_dul(driver, "echoscu", "-aec", "QRSCP", HOST, str(port))
         assert code == ExitCode.OK, out
 
 
 @cell("dul echoscu", "pynetdicom", "A-ASSOCIATE-RJ (called AE title)")
-def test_reject_dul_by_pynetdicom(pynetdicom: ModuleType) -> None:
+@each_driver
+def test_reject_dul_by_pynetdicom(driver: str, pynetdicom: ModuleType) -> None:
     with pynetdicom_scp(pynetdicom, require_called_aet=True) as (port, peer):
-        code, out = run_dul(blocking.echoscu_main, "-aec", "WRONG", HOST, str(port))
+        code, out = run_dul(driver, "echoscu", "-aec", "WRONG", HOST, str(port))
         assert code == ExitCode.ASSOCIATION_FAILED
         assert "association rejected: result 1, source 1, reason 7" in out
-        code, out = run_dul(blocking.echoscu_main, "-aec", "PYNETDICOM", HOST, str(port))
+        code, out = run_dul(driver, "echoscu", "-aec", "PYNETDICOM", HOST, str(port))
         assert code == ExitCode.OK, out
     assert peer.echoed.is_set()
 
 
 @cell("DCMTK echoscu", "dul echoscp", "A-ASSOCIATE-RJ (called AE title)")
-def test_reject_dcmtk_by_dul(dcmtk: Dcmtk) -> None:
-    with dul_scp("echoscp", "-aet", "ECHOSCP", "--require-called-aet") as (port, log):
+@each_driver
+def test_reject_dcmtk_by_dul(driver: str, dcmtk: Dcmtk) -> None:
+    with dul_scp(driver, "echoscp", "-aet", "ECHOSCP", "--require-called-aet") as (port, log):
         result = dcmtk_run(dcmtk, "echoscu", "-aec", "WRONG", HOST, str(port))
         wait_for(lambda: "ended: rejected" in log.getvalue())
     assert result.returncode != 0
@@ -476,9 +516,10 @@ def test_reject_dcmtk_by_dul(dcmtk: Dcmtk) -> None:
 
 
 @cell("pynetdicom", "dul storescp", "A-ASSOCIATE-RJ (called AE title)")
-def test_reject_pynetdicom_by_dul(pynetdicom: ModuleType, tmp_path: Path) -> None:
+@each_driver
+def test_reject_pynetdicom_by_dul(driver: str, pynetdicom: ModuleType, tmp_path: Path) -> None:
     argv = ["-aet", "STORESCP", "--require-called-aet", "-od", str(tmp_path)]
-    with dul_scp("storescp", *argv) as (port, log):
+    with dul_scp(driver, "storescp", *argv) as (port, log):
         with pynetdicom_scu(pynetdicom, port, called="WRONG") as assoc:
             assert assoc.is_rejected
         wait_for(lambda: "ended: rejected" in log.getvalue())
@@ -490,26 +531,33 @@ def test_reject_pynetdicom_by_dul(pynetdicom: ModuleType, tmp_path: Path) -> Non
 
 
 @cell("dul storescu", "DCMTK storescp --abort-after", "A-ABORT by the SCP")
-def test_abort_dul_by_dcmtk(dcmtk: Dcmtk, samples: dict[str, Path], tmp_path: Path) -> None:
+@each_driver
+def test_abort_dul_by_dcmtk(
+    driver: str, dcmtk: Dcmtk, samples: dict[str, Path], tmp_path: Path
+) -> None:
     options = ["-v", "--abort-after", "-od", str(tmp_path)]
     with dcmtk_server(dcmtk, tmp_path, "storescp", *options) as (port, log):
-        code, out = run_dul(blocking.storescu_main, "-v", HOST, str(port), str(samples["explicit"]))
+        code, out = run_dul(driver, "storescu", "-v", HOST, str(port), str(samples["explicit"]))
     assert code == ExitCode.ASSOCIATION_ABORTED, out
     assert "SCU <== A-ABORT" in out
     assert "ABORT initiated" in log.read_text()
 
 
 @cell("dul echoscu --abort", "DCMTK storescp", "A-ABORT by the SCU")
-def test_abort_dcmtk_by_dul(dcmtk: Dcmtk, tmp_path: Path) -> None:
+@each_driver
+def test_abort_dcmtk_by_dul(driver: str, dcmtk: Dcmtk, tmp_path: Path) -> None:
     with dcmtk_server(dcmtk, tmp_path, "storescp", "-v") as (port, log):
-        code, out = run_dul(blocking.echoscu_main, "--abort", HOST, str(port))
+        code, out = run_dul(driver, "echoscu", "--abort", HOST, str(port))
         assert code == ExitCode.OK, out
         wait_for(lambda: "Association Aborted" in log.read_text())
 
 
 @cell("DCMTK storescu", "dul storescp --abort-after", "A-ABORT by the SCP")
-def test_abort_dcmtk_by_dul_scp(dcmtk: Dcmtk, samples: dict[str, Path], tmp_path: Path) -> None:
-    with dul_scp("storescp", "--abort-after", "-od", str(tmp_path)) as (port, log):
+@each_driver
+def test_abort_dcmtk_by_dul_scp(
+    driver: str, dcmtk: Dcmtk, samples: dict[str, Path], tmp_path: Path
+) -> None:
+    with dul_scp(driver, "storescp", "--abort-after", "-od", str(tmp_path)) as (port, log):
         result = dcmtk_run(dcmtk, "storescu", "-v", HOST, str(port), str(samples["explicit"]))
         wait_for(lambda: "ended: aborted locally" in log.getvalue())
     assert result.returncode != 0
@@ -518,8 +566,9 @@ def test_abort_dcmtk_by_dul_scp(dcmtk: Dcmtk, samples: dict[str, Path], tmp_path
 
 
 @cell("DCMTK echoscu --abort", "dul echoscp", "A-ABORT by the SCU")
-def test_abort_dul_scp_by_dcmtk(dcmtk: Dcmtk) -> None:
-    with dul_scp("echoscp") as (port, log):
+@each_driver
+def test_abort_dul_scp_by_dcmtk(driver: str, dcmtk: Dcmtk) -> None:
+    with dul_scp(driver, "echoscp") as (port, log):
         result = dcmtk_run(dcmtk, "echoscu", "--abort", HOST, str(port))
         wait_for(lambda: "ended: aborted by peer" in log.getvalue())
     assert result.returncode == 0, result.stdout + result.stderr
@@ -527,27 +576,32 @@ def test_abort_dul_scp_by_dcmtk(dcmtk: Dcmtk) -> None:
 
 
 @cell("dul storescu", "pynetdicom (aborts in its handler)", "A-ABORT by the SCP")
-def test_abort_dul_by_pynetdicom(pynetdicom: ModuleType, samples: dict[str, Path]) -> None:
+@each_driver
+def test_abort_dul_by_pynetdicom(
+    driver: str, pynetdicom: ModuleType, samples: dict[str, Path]
+) -> None:
     with pynetdicom_scp(pynetdicom, abort_on_store=True) as (port, peer):
-        code, out = run_dul(blocking.storescu_main, "-v", HOST, str(port), str(samples["explicit"]))
+        code, out = run_dul(driver, "storescu", "-v", HOST, str(port), str(samples["explicit"]))
     assert code == ExitCode.ASSOCIATION_ABORTED, out
     assert "SCU <== A-ABORT" in out
     assert len(peer.stored) == 1
 
 
 @cell("dul echoscu --abort", "pynetdicom", "A-ABORT by the SCU")
-def test_abort_pynetdicom_by_dul(pynetdicom: ModuleType) -> None:
+@each_driver
+def test_abort_pynetdicom_by_dul(driver: str, pynetdicom: ModuleType) -> None:
     with pynetdicom_scp(pynetdicom) as (port, peer):
-        code, out = run_dul(blocking.echoscu_main, "--abort", HOST, str(port))
+        code, out = run_dul(driver, "echoscu", "--abort", HOST, str(port))
         assert code == ExitCode.OK, out
         assert peer.aborted.wait(10)
 
 
 @cell("pynetdicom", "dul storescp --abort-after", "A-ABORT by the SCP")
+@each_driver
 def test_abort_pynetdicom_by_dul_scp(
-    pynetdicom: ModuleType, samples: dict[str, Path], tmp_path: Path
+    driver: str, pynetdicom: ModuleType, samples: dict[str, Path], tmp_path: Path
 ) -> None:
-    with dul_scp("storescp", "--abort-after", "-od", str(tmp_path)) as (port, log):
+    with dul_scp(driver, "storescp", "--abort-after", "-od", str(tmp_path)) as (port, log):
         with pynetdicom_scu(pynetdicom, port, TRANSFER_SYNTAX_NAMES["explicit"]) as assoc:
             status = assoc.send_c_store(samples["explicit"])
             wait_for(lambda: assoc.is_aborted)  # set by pynetdicom's thread, maybe a bit later
@@ -557,8 +611,9 @@ def test_abort_pynetdicom_by_dul_scp(
 
 
 @cell("pynetdicom (aborts)", "dul echoscp", "A-ABORT by the SCU")
-def test_abort_dul_scp_by_pynetdicom(pynetdicom: ModuleType) -> None:
-    with dul_scp("echoscp") as (port, log):
+@each_driver
+def test_abort_dul_scp_by_pynetdicom(driver: str, pynetdicom: ModuleType) -> None:
+    with dul_scp(driver, "echoscp") as (port, log):
         with pynetdicom_scu(pynetdicom, port, called="ECHOSCP") as assoc:
             assert assoc.is_established
             assoc.abort()
@@ -586,15 +641,21 @@ def dcmtk_tls(dcmtk: Dcmtk) -> Dcmtk:
 
 
 @cell("dul storescu (TLS)", "DCMTK storescp +tls", "C-STORE over TLS")
+@each_driver
 def test_tls_dul_to_dcmtk(
-    dcmtk_tls: Dcmtk, tls_files: tuple[str, str], samples: dict[str, Path], tmp_path: Path
+    driver: str,
+    dcmtk_tls: Dcmtk,
+    tls_files: tuple[str, str],
+    samples: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     """Mutual authentication: DCMTK requires our certificate (-rc), we verify DCMTK's."""
     cert, key = tls_files
     options = ["-v", "+B", "+tls", key, cert, "-pw", "+cf", cert, "-rc", "-od", str(tmp_path)]
     with dcmtk_server(dcmtk_tls, tmp_path, "storescp", *options) as (port, log):
         code, out = run_dul(
-            blocking.storescu_main,
+            driver,
+            "storescu",
             "--tls-ca",
             cert,
             "--tls-cert",
@@ -611,13 +672,18 @@ def test_tls_dul_to_dcmtk(
 
 
 @cell("DCMTK storescu +tls", "dul storescp (TLS)", "C-STORE over TLS")
+@each_driver
 def test_tls_dcmtk_to_dul(
-    dcmtk_tls: Dcmtk, tls_files: tuple[str, str], samples: dict[str, Path], tmp_path: Path
+    driver: str,
+    dcmtk_tls: Dcmtk,
+    tls_files: tuple[str, str],
+    samples: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     """Mutual authentication: we require DCMTK's certificate (--tls-ca), DCMTK verifies ours."""
     cert, key = tls_files
     tls = ["--tls-cert", cert, "--tls-key", key, "--tls-ca", cert]
-    with dul_scp("storescp", *tls, "-od", str(tmp_path)) as (port, log):
+    with dul_scp(driver, "storescp", *tls, "-od", str(tmp_path)) as (port, log):
         result = dcmtk_run(
             dcmtk_tls,
             "storescu",

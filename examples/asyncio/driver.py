@@ -353,6 +353,8 @@ class Association:
                 ),
                 timeouts.connect,
             )
+        except ssl.SSLError as exc:  # connected, then the handshake failed (as the other drivers)
+            raise DriverError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
         except (OSError, asyncio.TimeoutError) as exc:
             raise DriverError(f"cannot connect to {host}:{port}: {exc!r}") from exc
         assoc = cls(protocol, timeouts=timeouts, on_event=on_event)

@@ -3,38 +3,26 @@
 Each ``*_main(argv)`` parses the command line with :mod:`examples.tools.cli`, runs the tool, and
 returns its exit status; nothing calls ``sys.exit``, so a test or the demo can run a tool in
 their own process. :func:`storescp_server` and :func:`echoscp_server` build a server without
-running it; :func:`server_in_thread` runs one in a thread.
+running it; :func:`server_in_thread` runs one in a thread. Everything that does not wait on the
+network is :mod:`examples.tools.common`'s, shared with the trio and asyncio tools.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import itertools
 import logging
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TextIO, cast
 
 import dul
 from dul import dimse
-from examples.sockets.driver import (
-    Association,
-    AssociationAborted,
-    AssociationRejected,
-    DatasetReader,
-    DriverError,
-    Server,
-    Timeouts,
-    echo_handler,
-)
+from examples.sockets.driver import Association, DatasetReader, Server, echo_handler
 
-from . import cli, storage
+from . import cli, common, storage
 from .cli import ExitCode, ToolError
 
 __all__ = [
@@ -48,39 +36,9 @@ __all__ = [
     "storescu_main",
 ]
 
-PROG = "python -m examples.sockets.{}"
-#: dul's fragment size when the peer sets no maximum length (dul._connection.UNLIMITED_FRAGMENT).
-_UNLIMITED_FRAGMENT = 1 << 20
-#: About how many bytes storescu reads from a file at a time.
-_CHUNK = 1 << 20
 
-#: A-ASSOCIATE failures and what ends an established association, as exceptions.
-_BROKEN = (DriverError, TimeoutError, dul.ProtocolError, OSError)
-
-
-def _run(
-    name: str,
-    parser: cli.Parser,
-    body: Callable[[argparse.Namespace, logging.Logger], int],
-    argv: list[str] | None,
-    stream: TextIO | None,
-) -> int:
-    """Parse ``argv``, run ``body`` with a logger; a :class:`ToolError` becomes its exit code."""
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (1)
-        return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
-    with cli.tool_logger(name, args, stream) as log:
-        try:
-            return body(args, log)
-        except ToolError as exc:
-            log.critical("%s", exc)
-            return exc.code
-
-
-def _timeouts(args: argparse.Namespace) -> Timeouts:
-    values = cli.timeout_values(args)
-    return Timeouts(connect=values.connect, acse=values.acse, dimse=values.dimse)
+def _prog(tool: str) -> str:
+    return common.PROG.format(driver="sockets", tool=tool)
 
 
 def _request(
@@ -89,31 +47,20 @@ def _request(
     tracer: cli.Tracer,
 ) -> Association:
     """Open the association the options describe; any failure is ASSOCIATION_FAILED (61)."""
-    request = dul.AssociateRequest(
-        called_ae_title=args.call,
-        calling_ae_title=args.aetitle,
-        presentation_contexts=contexts,
-        user_information=dul.UserInformation(maximum_length=args.max_pdu),
-    )
+    request = common.association_request(args, contexts)
     ssl_context = cli.client_ssl_context(args)
     try:
         return Association.request(
             args.peer,
             args.port,
             request,
-            timeouts=_timeouts(args),
+            timeouts=common.driver_timeouts(args),
             ssl_context=ssl_context,
             server_hostname=getattr(args, "tls_server_name", None),
             on_event=tracer,
         )
-    except AssociationRejected as exc:
-        raise ToolError(ExitCode.ASSOCIATION_FAILED, str(exc)) from exc
-    except TimeoutError as exc:
-        raise ToolError(
-            ExitCode.ASSOCIATION_FAILED, "timed out waiting for the association answer"
-        ) from exc
-    except _BROKEN as exc:
-        raise ToolError(ExitCode.ASSOCIATION_FAILED, f"no association: {exc}") from exc
+    except common.BROKEN as exc:
+        raise common.association_failed(exc) from exc
 
 
 def _end(assoc: Association, args: argparse.Namespace, log: logging.Logger) -> None:
@@ -124,19 +71,8 @@ def _end(assoc: Association, args: argparse.Namespace, log: logging.Logger) -> N
         return
     try:
         assoc.release()
-    except TimeoutError as exc:
-        raise ToolError(ExitCode.ASSOCIATION_ABORTED, "timed out waiting for the release") from exc
-    except _BROKEN as exc:
-        raise ToolError(ExitCode.ASSOCIATION_ABORTED, f"release failed: {exc}") from exc
-
-
-def _broken(exc: BaseException) -> ToolError:
-    """What ended an established association, as the error the user reads."""
-    if isinstance(exc, AssociationAborted):
-        return ToolError(ExitCode.ASSOCIATION_ABORTED, f"association aborted: {exc}")
-    if isinstance(exc, TimeoutError):
-        return ToolError(ExitCode.ASSOCIATION_ABORTED, "timed out waiting for the peer")
-    return ToolError(ExitCode.ASSOCIATION_ABORTED, f"association failed: {exc}")
+    except common.BROKEN as exc:
+        raise common.release_failed(exc) from exc
 
 
 # -- echoscu ----------------------------------------------------------------------------------
@@ -144,44 +80,27 @@ def _broken(exc: BaseException) -> ToolError:
 
 def echoscu_main(argv: list[str] | None = None, *, stream: TextIO | None = None) -> int:
     """echoscu: C-ECHO the peer; 0 when every response said Success."""
-    return _run("echoscu", cli.echoscu_parser(PROG.format("echoscu")), _echoscu, argv, stream)
+    return common.run_tool("echoscu", cli.echoscu_parser(_prog("echoscu")), _echoscu, argv, stream)
 
 
 def _echoscu(args: argparse.Namespace, log: logging.Logger) -> int:
-    contexts = (
-        dul.PresentationContext(
-            context_id=1,
-            abstract_syntax=dimse.VERIFICATION_SOP_CLASS,
-            transfer_syntaxes=(dimse.IMPLICIT_VR_LITTLE_ENDIAN,),
-        ),
-    )
-    assoc = _request(args, contexts, cli.Tracer(log, "SCU"))
+    assoc = _request(args, common.ECHO_CONTEXTS, cli.Tracer(log, "SCU"))
     failed = 0
     try:
-        try:
-            assoc.context_for(dimse.VERIFICATION_SOP_CLASS)
-        except dul.LocalProtocolError as exc:
+        if common.context_for(assoc, dimse.VERIFICATION_SOP_CLASS) is None:
             assoc.release()
-            raise ToolError(
-                ExitCode.ASSOCIATION_FAILED, "the peer refused the Verification SOP Class"
-            ) from exc
+            raise ToolError(ExitCode.ASSOCIATION_FAILED, common.VERIFICATION_REFUSED)
         for _ in range(args.repeat):
-            status = assoc.echo()
-            category = dimse.status_category(status).value
-            log.info("C-ECHO response: status 0x%04X (%s)", status, category)
-            if status != 0x0000:
+            if not common.echo_status(log, assoc.echo()):
                 failed += 1
-    except _BROKEN as exc:
+    except common.BROKEN as exc:
         assoc.abort()
-        raise _broken(exc) from exc
+        raise common.broken(exc) from exc
     except BaseException:
         assoc.abort()
         raise
     _end(assoc, args, log)
-    if failed:
-        log.error("%d of %d C-ECHO requests failed", failed, args.repeat)
-        return ExitCode.REQUEST_FAILED
-    return ExitCode.OK
+    return common.echo_result(log, failed, args.repeat)
 
 
 # -- storescu ---------------------------------------------------------------------------------
@@ -189,51 +108,22 @@ def _echoscu(args: argparse.Namespace, log: logging.Logger) -> int:
 
 def storescu_main(argv: list[str] | None = None, *, stream: TextIO | None = None) -> int:
     """storescu: C-STORE files; 0 when every file was stored (Success or Warning)."""
-    return _run("storescu", cli.storescu_parser(PROG.format("storescu")), _storescu, argv, stream)
-
-
-def _chunk_size(assoc: Association) -> int:
-    """A whole number of the fragments dul cuts, about 1 MiB: full PDUs on the wire."""
-    fragment = (assoc.connection.max_send_length or _UNLIMITED_FRAGMENT) - 6
-    fragment -= fragment % 2
-    return fragment * max(1, _CHUNK // fragment)
+    parser = cli.storescu_parser(_prog("storescu"))
+    return common.run_tool("storescu", parser, _storescu, argv, stream)
 
 
 def _storescu(args: argparse.Namespace, log: logging.Logger) -> int:
-    found = storage.find_files(args.files)
-    for note in found.skipped:
-        log.info("skipped %s", note)
-    if found.invalid:
-        for problem in found.invalid:
-            log.error("%s", problem)
-        raise ToolError(ExitCode.INVALID_INPUT_FILE, "invalid input file(s): nothing sent")
-    if not found.files:
-        raise ToolError(ExitCode.NO_VALID_INPUT_FILES, "no DICOM file found in the inputs")
-    stream: TextIO = getattr(log.handlers[0], "stream", sys.stderr) if log.handlers else sys.stderr
-    enabled = args.progress if args.progress is not None else stream.isatty()
-    progress = cli.Progress(
-        len(found.files), sum(f.length for f in found.files), stream, enabled=enabled
-    )
+    files, progress = common.storescu_inputs(args, log)
     tracer = cli.Tracer(log, "SCU")
     failures = 0
     try:
-        for batch in storage.plan(found.files):
+        for batch in storage.plan(files):
             failures += _store_batch(args, log, tracer, batch, progress)
             if failures and not args.no_halt:
                 break
     finally:
         progress.finish()
-    log.info(
-        "%d of %d files stored, %.1f MB in %.2f s",
-        progress.files - failures,
-        len(found.files),
-        progress.bytes / 1e6,
-        progress.elapsed,
-    )
-    if failures:
-        log.error("%d file(s) not stored", failures)
-        return ExitCode.REQUEST_FAILED
-    return ExitCode.OK
+    return common.storescu_result(log, progress, len(files), failures)
 
 
 def _store_batch(
@@ -247,15 +137,15 @@ def _store_batch(
     assoc = _request(args, batch.contexts, tracer)
     failures = 0
     try:
-        chunk_size = _chunk_size(assoc)
+        chunk_size = common.chunk_size(assoc)
         for dicom in batch.files:
             if not _store_file(assoc, dicom, chunk_size, log, progress):
                 failures += 1
                 if not args.no_halt:
                     break
-    except _BROKEN as exc:
+    except common.BROKEN as exc:
         assoc.abort()
-        raise _broken(exc) from exc
+        raise common.broken(exc) from exc
     except BaseException:
         assoc.abort()
         raise
@@ -275,40 +165,26 @@ def _store_file(
     A data set of at most ``chunk_size`` bytes is read whole and sent with its command in one
     gather-write; a larger one is streamed, one chunk in memory at a time.
     """
-    try:
-        context_id = assoc.context_for(dicom.sop_class_uid, dicom.transfer_syntax)
-    except dul.LocalProtocolError:
-        log.error(
-            "%s: the peer accepted no presentation context for %s in %s",
-            dicom.path,
-            cli.UID_NAMES.get(dicom.sop_class_uid, dicom.sop_class_uid),
-            cli.UID_NAMES.get(dicom.transfer_syntax, dicom.transfer_syntax),
-        )
+    context_id = common.context_for(assoc, dicom.sop_class_uid, dicom.transfer_syntax)
+    if context_id is None:
+        common.no_context(log, dicom)
         progress.file_done()
         return False
-
-    def chunks(fp: io.BufferedIOBase) -> Iterator[memoryview]:
-        for chunk in storage.read_chunks(fp, dicom, chunk_size):
-            yield chunk
-            progress.add(len(chunk))
-
     log.info("sending %s (%d bytes)", dicom.path, dicom.length)
     try:
         with open(dicom.path, "rb") as fp:
             if dicom.length <= chunk_size:  # small: command and data set in one gather-write
-                fp.seek(dicom.offset)
-                data = fp.read(dicom.length)
-                if len(data) != dicom.length:
-                    raise OSError("the file shrank while it was being sent")
+                data = common.read_small(fp, dicom)
                 response = assoc.store(
                     dicom.sop_class_uid, dicom.sop_instance_uid, data, context_id=context_id
                 )
                 progress.add(len(data))
             else:
+                chunks = common.file_chunks(fp, dicom, chunk_size, progress)
                 response = assoc.store(
                     dicom.sop_class_uid,
                     dicom.sop_instance_uid,
-                    cast("Iterator[bytes]", chunks(fp)),  # memoryviews do: the driver slices them
+                    cast("Iterator[bytes]", chunks),  # memoryviews do: the driver slices them
                     length=dicom.length,
                     context_id=context_id,
                 )
@@ -316,22 +192,9 @@ def _store_file(
         if isinstance(exc, (TimeoutError, ConnectionError)):
             raise
         assoc.abort()  # a data set was announced and cannot be finished
-        raise ToolError(
-            ExitCode.INVALID_INPUT_FILE, f"{dicom.path}: read failed, association aborted: {exc}"
-        ) from exc
+        raise common.read_failed(dicom, exc) from exc
     progress.file_done()
-    category = response.category
-    text = f"{dicom.path}: status 0x{response.status:04X} ({category.value})"
-    if response.error_comment:
-        text += f": {response.error_comment}"
-    if category is dimse.StatusCategory.SUCCESS:
-        log.info("%s", text)
-        return True
-    if category is dimse.StatusCategory.WARNING:
-        log.warning("%s", text)
-        return True
-    log.error("%s", text)
-    return False
+    return common.store_result(log, dicom, response)
 
 
 # -- the servers ------------------------------------------------------------------------------
@@ -343,156 +206,46 @@ def _server(
     policy: dimse.AcceptorPolicy,
     handlers: dict[type[dimse.Message], object],
 ) -> Server:
-    tracer = cli.Tracer(log, "SCP", per_association=True)
-
-    def on_close(assoc: Association) -> None:
-        request = assoc.connection.request
-        who = f"from {request.calling_ae_title!r}" if request is not None else "(no request)"
-        if assoc.closed is not None:
-            cause = assoc.closed.cause.value
-        elif assoc.connection.state is dul.State.AWAITING_TRANSPORT_CLOSE:
-            cause = "aborted locally"  # we sent an A-ABORT (on purpose, or on a timeout)
-        else:
-            cause = f"closed in {assoc.connection.state.label}"
-        log.info("association %s ended: %s", who, cause)
-
     try:
         return Server(
             args.bind,
             args.port,
             policy=policy,
             handlers=handlers,  # type: ignore[arg-type]
-            max_associations=args.max_associations,
-            timeouts=_timeouts(args),
-            ssl_context=cli.server_ssl_context(args),
-            on_event=tracer,
-            on_close=on_close,
+            **common.server_options(args, log),
         )
     except OSError as exc:
-        raise ToolError(
-            ExitCode.NETWORK_SETUP, f"cannot listen on {args.bind}:{args.port}: {exc}"
-        ) from exc
+        raise common.listen_failed(args, exc) from exc
 
 
 def echoscp_server(args: argparse.Namespace, log: logging.Logger) -> Server:
     """An echoscp server, bound, not yet serving."""
-    policy = dimse.AcceptorPolicy(
-        contexts={dimse.VERIFICATION_SOP_CLASS: ()},
-        ae_title=args.aetitle if args.require_called_aet else None,
-        maximum_length=args.max_pdu,
-    )
-    return _server(args, log, policy, {dimse.CEchoRequest: echo_handler})
+    return _server(args, log, common.echoscp_policy(args), {dimse.CEchoRequest: echo_handler})
 
 
 def storescp_server(args: argparse.Namespace, log: logging.Logger) -> Server:
     """A storescp server, bound, not yet serving; ``args`` from :func:`cli.storescp_parser`."""
-    directory = Path(args.output_directory)
-    if not args.ignore and not (directory.is_dir() and _writable(directory)):
-        raise ToolError(
-            ExitCode.CANNOT_WRITE_OUTPUT, f"cannot write into the output directory {directory}"
-        )
-    policy = storage.storage_policy(
-        ae_title=args.aetitle if args.require_called_aet else None,
-        maximum_length=args.max_pdu,
-        accept_all=args.accept_all,
-    )
-    handler = _StoreHandler(args, log, directory)
-    return _server(
-        args, log, policy, {dimse.CEchoRequest: echo_handler, dimse.CStoreRequest: handler}
-    )
+    scp = common.StoreSCP(args, log)
 
-
-def _writable(directory: Path) -> bool:
-    probe = directory / ".dul-write-probe"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError:
-        return False
-    return True
-
-
-class _StoreHandler:
-    """Answers a C-STORE-RQ: streams the data set into a Part 10 file, then responds."""
-
-    def __init__(self, args: argparse.Namespace, log: logging.Logger, directory: Path) -> None:
-        self.log = log
-        self.directory = directory
-        self.ignore = args.ignore
-        self.abort_after = args.abort_after
-        self.abort_during = args.abort_during
-
-    def __call__(
-        self, assoc: Association, event: dimse.MessageReceived, dataset: DatasetReader
-    ) -> None:
-        message = event.message
-        assert isinstance(message, dimse.CStoreRequest)
-        status, comment = 0x0000, None
-        writer = None
-        if not event.has_dataset:
-            status, comment = 0xC000, "the C-STORE-RQ announced no data set"
-        elif not self.ignore:
-            writer = self._open(assoc, event.context_id, message)
-            if writer is None:
-                status, comment = 0xA700, "cannot create the file"
+    def store(assoc: Association, event: dimse.MessageReceived, dataset: DatasetReader) -> None:
+        """Answer a C-STORE-RQ: stream the data set into a Part 10 file, then respond."""
+        receiver = scp.receive(assoc, event)
         try:
             for chunk in dataset:
-                if self.abort_during:
-                    self._abort(assoc, "while receiving a data set, as --abort-during asks")
-                if writer is not None:
-                    try:
-                        writer.write(chunk)
-                    except OSError as exc:
-                        self.log.error("cannot write %s: %s", writer.path, exc)
-                        writer.discard()
-                        writer = None
-                        status, comment = 0xA700, "cannot write the file"
-            if self.abort_after:
-                self._abort(assoc, "after receiving a data set, as --abort-after asks")
+                if why := receiver.abort_reason(finished=False):
+                    assoc.abort()
+                    raise scp.aborting(why)
+                receiver.write(chunk)
+            if why := receiver.abort_reason(finished=True):
+                assoc.abort()
+                raise scp.aborting(why)
         except BaseException:
-            if writer is not None:
-                writer.discard()
+            receiver.discard()
             raise
-        if writer is not None:
-            try:
-                path = writer.commit()
-                self.log.info("stored %s (%d bytes)", path, writer.size)
-            except OSError as exc:
-                self.log.error("cannot store %s: %s", writer.path, exc)
-                status, comment = 0xA700, "cannot store the file"
-        assoc.send(
-            dimse.CStoreResponse(
-                message_id_being_responded_to=message.message_id,
-                affected_sop_class_uid=message.affected_sop_class_uid,
-                affected_sop_instance_uid=message.affected_sop_instance_uid,
-                status=status,
-                error_comment=comment,
-            ),
-            context_id=event.context_id,
-        )
+        assoc.send(receiver.response(), context_id=event.context_id)
 
-    def _open(
-        self, assoc: Association, context_id: int, message: dimse.CStoreRequest
-    ) -> storage.Part10Writer | None:
-        context = assoc.session.contexts[context_id]
-        request = assoc.connection.request
-        meta = storage.file_meta(
-            message.affected_sop_class_uid,
-            message.affected_sop_instance_uid,
-            context.transfer_syntax,
-            request.calling_ae_title if request is not None else None,
-        )
-        name = storage.file_name(message.affected_sop_class_uid, message.affected_sop_instance_uid)
-        try:
-            return storage.Part10Writer(self.directory, name, meta)
-        except OSError as exc:
-            self.log.error("cannot create %s: %s", self.directory / name, exc)
-            return None
-
-    def _abort(self, assoc: Association, why: str) -> None:
-        self.log.warning("aborting the association %s", why)
-        assoc.abort()
-        raise AssociationAborted(f"aborted {why}", dul.CloseCause.ABORTED_LOCALLY)
+    handlers = {dimse.CEchoRequest: echo_handler, dimse.CStoreRequest: store}
+    return _server(args, log, common.storescp_policy(args), handlers)  # type: ignore[arg-type]
 
 
 @contextmanager
@@ -514,10 +267,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def serve(server: Server, args: argparse.Namespace, log: logging.Logger, name: str) -> int:
     """Serve until Ctrl-C or SIGTERM, then wait for the associations in progress."""
-    host, port = args.bind, server.port
-    log.info("%s listening on %s:%d", name, host, port)
-    if args.port == 0:  # the user cannot guess it: always say
-        print(f"{name}: listening on {host}:{port}", flush=True)
+    common.listening(log, args, name, server.port)
     with _sigterm_as_interrupt():
         try:
             server.serve_forever()
@@ -528,9 +278,6 @@ def serve(server: Server, args: argparse.Namespace, log: logging.Logger, name: s
             server.shutdown()
             log.debug("stopped in %.2f s", time.monotonic() - started)
     return ExitCode.OK
-
-
-_loggers = itertools.count(1)
 
 
 @contextmanager
@@ -546,22 +293,12 @@ def server_in_thread(
     For tests and the demo: port ``0`` binds a free port (see ``Server.port``); the log goes to
     ``stream``, and to ``handler`` when given. A bad option raises :class:`ToolError`.
     """
-    parsers = {"echoscp": cli.echoscp_parser, "storescp": cli.storescp_parser}
     builders = {"echoscp": echoscp_server, "storescp": storescp_server}
-    parser = parsers[tool](PROG.format(tool))
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exc:
-        raise ToolError(ExitCode.USAGE, f"{tool}: bad arguments {list(argv)}") from exc
-    with cli.tool_logger(f"{tool}.{next(_loggers)}", args, stream) as log:
-        if handler is not None:
-            log.addHandler(handler)
-        try:
-            with builders[tool](args, log) as server:
-                yield server
-        finally:
-            if handler is not None:
-                log.removeHandler(handler)
+    with (
+        common.server_args(tool, argv, _prog(tool), stream, handler=handler) as (args, log),
+        builders[tool](args, log) as server,
+    ):
+        yield server
 
 
 def echoscp_main(argv: list[str] | None = None, *, stream: TextIO | None = None) -> int:
@@ -570,7 +307,7 @@ def echoscp_main(argv: list[str] | None = None, *, stream: TextIO | None = None)
     def body(args: argparse.Namespace, log: logging.Logger) -> int:
         return serve(echoscp_server(args, log), args, log, "echoscp")
 
-    return _run("echoscp", cli.echoscp_parser(PROG.format("echoscp")), body, argv, stream)
+    return common.run_tool("echoscp", cli.echoscp_parser(_prog("echoscp")), body, argv, stream)
 
 
 def storescp_main(argv: list[str] | None = None, *, stream: TextIO | None = None) -> int:
@@ -579,4 +316,4 @@ def storescp_main(argv: list[str] | None = None, *, stream: TextIO | None = None
     def body(args: argparse.Namespace, log: logging.Logger) -> int:
         return serve(storescp_server(args, log), args, log, "storescp")
 
-    return _run("storescp", cli.storescp_parser(PROG.format("storescp")), body, argv, stream)
+    return common.run_tool("storescp", cli.storescp_parser(_prog("storescp")), body, argv, stream)

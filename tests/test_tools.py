@@ -1,7 +1,9 @@
-"""The example tools on the blocking-sockets driver, dul against dul over loopback.
+"""The example tools on each driver (blocking sockets, trio, asyncio), dul against dul.
 
-echoscu/echoscp and storescu/storescp run in this process (``*_main(argv)`` returns the exit
-status; the servers run in a thread), except one test that runs each as ``python -m`` in a child
+The same tests run on the three drivers' tools (the ``tools`` fixture); storescu on each driver
+also stores into storescp on each other driver. echoscu/echoscp and storescu/storescp run in
+this process (``*_main(argv)`` returns the exit status; a server runs in a thread, with its own
+event loop for trio and asyncio), except one test that runs each as ``python -m`` in a child
 process. The peers' own evidence is checked: the files storescp wrote (read back with pydicom),
 its log, and the exit statuses. Interoperability with DCMTK and pynetdicom is
 ``test_interop_storage.py``.
@@ -12,36 +14,56 @@ from __future__ import annotations
 import io
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pydicom
 import pytest
-from examples.tools import blocking, storage
-from examples.tools.cli import ExitCode
+from examples.sockets import driver as sockets_driver
+from examples.tools import asyncio_tools, blocking, common, storage, trio_tools
+from examples.tools.cli import ExitCode, Progress, ToolError
 from examples.tools.sample_files import TRANSFER_SYNTAX_NAMES, dataset_bytes, write_sample
 from pydicom.uid import UID
 
 import dul
+from dul import dimse
 from peers import HOST, free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
+#: The tools of each driver: the same functions, ``*_main`` and ``server_in_thread``.
+TOOLS: dict[str, ModuleType] = {
+    "sockets": blocking,
+    "trio": trio_tools,
+    "asyncio": asyncio_tools,
+}
+DRIVERS = list(TOOLS)
+MAINS = ["echoscu_main", "storescu_main", "echoscp_main", "storescp_main"]
+
 
 # -- helpers ----------------------------------------------------------------------------------
 
 
+@pytest.fixture(params=DRIVERS)
+def tools(request: pytest.FixtureRequest) -> ModuleType:
+    """The tools of one driver (the test runs once per driver)."""
+    return TOOLS[request.param]
+
+
 @contextmanager
-def dul_server(kind: str, *argv: str) -> Iterator[tuple[int, io.StringIO]]:
+def dul_server(tools: ModuleType, kind: str, *argv: str) -> Iterator[tuple[int, io.StringIO]]:
     """Run our echoscp or storescp with ``argv`` in a thread on a free port: (port, its log)."""
     stream = io.StringIO()
-    with blocking.server_in_thread(kind, ["-v", *argv, "0"], stream) as server:
+    with tools.server_in_thread(kind, ["-v", *argv, "0"], stream) as server:
         yield server.port, stream
 
 
@@ -95,24 +117,27 @@ def tree(tmp_path: Path) -> dict[str, Path]:
 # -- the command line -------------------------------------------------------------------------
 
 HELP_OPTIONS = {
-    blocking.echoscu_main: ["-aet", "-aec", "-to", "-ta", "-td", "--max-pdu", "--repeat"],
-    blocking.storescu_main: ["-aet", "-aec", "-to", "-ta", "-td", "--max-pdu", "--no-halt"],
-    blocking.echoscp_main: ["-aet", "--require-called-aet", "--bind", "--max-pdu"],
-    blocking.storescp_main: ["-od", "--ignore", "--accept-all", "--abort-after", "--max-pdu"],
+    "echoscu_main": ["-aet", "-aec", "-to", "-ta", "-td", "--max-pdu", "--repeat"],
+    "storescu_main": ["-aet", "-aec", "-to", "-ta", "-td", "--max-pdu", "--no-halt"],
+    "echoscp_main": ["-aet", "--require-called-aet", "--bind", "--max-pdu"],
+    "storescp_main": ["-od", "--ignore", "--accept-all", "--abort-after", "--max-pdu"],
 }
 
 
-@pytest.mark.parametrize("main", list(HELP_OPTIONS), ids=lambda m: m.__name__)
+@pytest.mark.parametrize("main", MAINS)
 def test_help_says_what_each_option_does(
-    main: Callable[..., int], capsys: pytest.CaptureFixture[str]
+    tools: ModuleType, main: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--help"]) == 0
+    assert getattr(tools, main)(["--help"]) == 0
     text = capsys.readouterr().out
     for option in [*HELP_OPTIONS[main], "-v", "--tls", "--tls-cert", "--tls-ca", "--tls-key"]:
         line = next((ln for ln in text.splitlines() if re.search(rf"{option}\b", ln)), None)
         assert line is not None, f"{option} missing from --help"
     assert "exit status:" in text
     assert "70  the association was aborted" in text
+    # The usage names the module that runs this tool on this driver.
+    driver = next(name for name, module in TOOLS.items() if module is tools)
+    assert f"python -m examples.{driver}.{main.removesuffix('_main')}" in text.splitlines()[0]
 
 
 @pytest.mark.parametrize(
@@ -125,18 +150,20 @@ def test_help_says_what_each_option_does(
         [HOST],
     ],
 )
-def test_usage_errors_exit_1(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors_exit_1(
+    tools: ModuleType, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     """As DCMTK's tools: a command-line syntax error is exit status 1, with the usage."""
-    assert blocking.echoscu_main(argv) == ExitCode.USAGE
+    assert tools.echoscu_main(argv) == ExitCode.USAGE
     assert "usage:" in capsys.readouterr().err
 
 
 # -- echo -------------------------------------------------------------------------------------
 
 
-def test_echo_with_trace() -> None:
-    with dul_server("echoscp") as (port, server_log):
-        code, log = run_tool(blocking.echoscu_main, "-v", "--repeat", "3", HOST, str(port))
+def test_echo_with_trace(tools: ModuleType) -> None:
+    with dul_server(tools, "echoscp") as (port, server_log):
+        code, log = run_tool(tools.echoscu_main, "-v", "--repeat", "3", HOST, str(port))
         assert code == ExitCode.OK
         wait_for(lambda: "ended: released" in server_log.getvalue())
     # The requestor's trace: every PDU and DIMSE message, in order.
@@ -152,43 +179,107 @@ def test_echo_with_trace() -> None:
     assert "calling AE title: 'ECHOSCU'" in text
 
 
-def test_echo_connection_refused() -> None:
-    code, log = run_tool(blocking.echoscu_main, HOST, str(free_port()))
+def test_simultaneous_associations_are_traced_apart(tools: ModuleType) -> None:
+    """Two echoscu at once: the server's trace numbers each association's lines as its own.
+
+    Under trio and asyncio every association runs in the server's one thread: a label kept per
+    thread would give the second association's number to the first one's later lines.
+    """
+    repeat = 40
+    codes: list[int] = []
+    with dul_server(tools, "echoscp") as (port, server_log):
+        argv = ["--repeat", str(repeat), HOST, str(port)]
+        threads = [
+            threading.Thread(target=lambda: codes.append(run_tool(tools.echoscu_main, *argv)[0]))
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        wait_for(lambda: server_log.getvalue().count("ended: released") == 2)
+    assert codes == [ExitCode.OK, ExitCode.OK]
+    text = server_log.getvalue()
+    for number in (1, 2):
+        assert text.count(f"SCP#{number} <== A-ASSOCIATE-RQ") == 1
+        assert text.count(f"SCP#{number} <== C-ECHO-RQ") == repeat
+        assert text.count(f"SCP#{number} ==> C-ECHO-RSP") == repeat
+        assert text.count(f"SCP#{number} ==> A-RELEASE-RP") == 1
+
+
+def test_echo_connection_refused(tools: ModuleType) -> None:
+    code, log = run_tool(tools.echoscu_main, HOST, str(free_port()))
     assert code == ExitCode.ASSOCIATION_FAILED
     assert "cannot connect" in log
 
 
-def test_echo_rejected_for_wrong_called_ae_title() -> None:
-    with dul_server("echoscp", "-aet", "ECHOSCP", "--require-called-aet") as (port, server_log):
-        code, log = run_tool(blocking.echoscu_main, "-aec", "WRONG", HOST, str(port))
+def test_echo_rejected_for_wrong_called_ae_title(tools: ModuleType) -> None:
+    with dul_server(tools, "echoscp", "-aet", "ECHOSCP", "--require-called-aet") as (
+        port,
+        server_log,
+    ):
+        code, log = run_tool(tools.echoscu_main, "-aec", "WRONG", HOST, str(port))
         assert code == ExitCode.ASSOCIATION_FAILED
         assert "association rejected: result 1, source 1, reason 7" in log
-        code, _ = run_tool(blocking.echoscu_main, "-aec", "ECHOSCP", HOST, str(port))
+        code, _ = run_tool(tools.echoscu_main, "-aec", "ECHOSCP", HOST, str(port))
         assert code == ExitCode.OK
         wait_for(lambda: "ended: released" in server_log.getvalue())
     assert "ended: rejected" in server_log.getvalue()
 
 
-def test_echo_abort_instead_of_release() -> None:
-    with dul_server("echoscp") as (port, server_log):
-        code, log = run_tool(blocking.echoscu_main, "-v", "--abort", HOST, str(port))
+def test_echo_abort_instead_of_release(tools: ModuleType) -> None:
+    with dul_server(tools, "echoscp") as (port, server_log):
+        code, log = run_tool(tools.echoscu_main, "-v", "--abort", HOST, str(port))
         assert code == ExitCode.OK
         assert "SCU ==> A-ABORT" in log
         wait_for(lambda: "ended: aborted by peer" in server_log.getvalue())
 
 
+def test_timeouts(tools: ModuleType) -> None:
+    """-ta bounds the wait for the association's answer (61), -td the wait for a response (70)."""
+    with socket.create_server((HOST, 0)) as silent:  # connects (the backlog), never answers
+        started = time.monotonic()
+        code, log = run_tool(tools.echoscu_main, "-ta", "0.5", HOST, str(silent.getsockname()[1]))
+        assert time.monotonic() - started < 10
+    assert code == ExitCode.ASSOCIATION_FAILED
+    assert "timed out waiting for the association answer" in log
+    answer = threading.Event()
+
+    def mute(assoc: object, event: object, dataset: object) -> None:
+        answer.wait(10)  # never responds: the requestor gives up first
+
+    policy = dimse.AcceptorPolicy(contexts={dimse.VERIFICATION_SOP_CLASS: ()})
+    server = sockets_driver.Server(HOST, 0, policy=policy, handlers={dimse.CEchoRequest: mute})
+    with server:
+        started = time.monotonic()
+        code, log = run_tool(tools.echoscu_main, "-v", "-td", "0.5", HOST, str(server.port))
+        assert time.monotonic() - started < 10
+        answer.set()
+    assert code == ExitCode.ASSOCIATION_ABORTED
+    assert "timed out waiting for the peer" in log
+    assert "SCU ==> A-ABORT" in log
+
+
 # -- store ------------------------------------------------------------------------------------
 
 
-def test_store_tree_recursively(tree: dict[str, Path], tmp_path: Path) -> None:
-    """Every file arrives as a valid Part 10 file whose data set is the sent bytes, unchanged."""
+@pytest.mark.parametrize("server", DRIVERS)
+@pytest.mark.parametrize("client", DRIVERS)
+def test_store_tree_recursively(
+    client: str, server: str, tree: dict[str, Path], tmp_path: Path
+) -> None:
+    """Every file arrives as a valid Part 10 file whose data set is the sent bytes, unchanged.
+
+    storescu on each driver, storescp on each driver.
+    """
     out = tmp_path / "out"
     out.mkdir()
-    with dul_server("storescp", "-od", str(out)) as (port, server_log):
+    with dul_server(TOOLS[server], "storescp", "-od", str(out)) as (port, server_log):
         code, log = run_tool(
-            blocking.storescu_main, "-v", "-aet", "ME", HOST, str(port), str(tmp_path / "in")
+            TOOLS[client].storescu_main, "-v", "-aet", "ME", HOST, str(port), str(tmp_path / "in")
         )
         assert code == ExitCode.OK, log
+        wait_for(lambda: "ended: released" in server_log.getvalue())
     assert "skipped" in log and "README.txt" in log
     assert "3 of 3 files stored" in log
     stored = sorted(out.iterdir())
@@ -215,48 +306,50 @@ def test_store_tree_recursively(tree: dict[str, Path], tmp_path: Path) -> None:
     assert server_log.getvalue().count("abstract syntax: 1.2.840.10008.5.1.4.1.1.2 ") == 3
 
 
-def test_store_ignore_writes_nothing(tree: dict[str, Path], tmp_path: Path) -> None:
+def test_store_ignore_writes_nothing(
+    tools: ModuleType, tree: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    with dul_server("storescp", "--ignore", "-od", str(out)) as (port, server_log):
-        code, _ = run_tool(blocking.storescu_main, HOST, str(port), *map(str, tree.values()))
+    with dul_server(tools, "storescp", "--ignore", "-od", str(out)) as (port, server_log):
+        code, _ = run_tool(tools.storescu_main, HOST, str(port), *map(str, tree.values()))
         assert code == ExitCode.OK
         wait_for(lambda: "ended: released" in server_log.getvalue())
     assert list(out.iterdir()) == []
     assert server_log.getvalue().count("==> C-STORE-RSP") == 3
 
 
-def test_store_input_errors(tmp_path: Path) -> None:
+def test_store_input_errors(tools: ModuleType, tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not DICOM")
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "x.txt").write_text("nothing")
     port = str(free_port())  # never contacted: the inputs are checked first
-    code, log = run_tool(blocking.storescu_main, HOST, port, str(text))
+    code, log = run_tool(tools.storescu_main, HOST, port, str(text))
     assert (code, "not a DICOM file" in log) == (ExitCode.INVALID_INPUT_FILE, True)
-    code, log = run_tool(blocking.storescu_main, HOST, port, str(tmp_path / "missing.dcm"))
+    code, log = run_tool(tools.storescu_main, HOST, port, str(tmp_path / "missing.dcm"))
     assert (code, "no such file" in log) == (ExitCode.INVALID_INPUT_FILE, True)
-    code, log = run_tool(blocking.storescu_main, HOST, port, str(empty))
+    code, log = run_tool(tools.storescu_main, HOST, port, str(empty))
     assert (code, "no DICOM file" in log) == (ExitCode.NO_VALID_INPUT_FILES, True)
 
 
-def test_store_unknown_sop_class(tmp_path: Path) -> None:
+def test_store_unknown_sop_class(tools: ModuleType, tmp_path: Path) -> None:
     """Refused unless --accept-all: the context is rejected, storescu says so and fails."""
     private = write_sample(tmp_path / "p.dcm", sop_class_uid="1.2.826.0.1.3680043.2.1143.99")
     out = tmp_path / "out"
     out.mkdir()
-    with dul_server("storescp", "-od", str(out)) as (port, _):
-        code, log = run_tool(blocking.storescu_main, HOST, str(port), str(private))
+    with dul_server(tools, "storescp", "-od", str(out)) as (port, _):
+        code, log = run_tool(tools.storescu_main, HOST, str(port), str(private))
     assert code == ExitCode.REQUEST_FAILED
     assert "accepted no presentation context" in log
-    with dul_server("storescp", "--accept-all", "-od", str(out)) as (port, _):
-        code, _ = run_tool(blocking.storescu_main, HOST, str(port), str(private))
+    with dul_server(tools, "storescp", "--accept-all", "-od", str(out)) as (port, _):
+        code, _ = run_tool(tools.storescu_main, HOST, str(port), str(private))
     assert code == ExitCode.OK
     assert [p.name.split(".")[0] for p in out.iterdir()] == ["UNKNOWN"]
 
 
-def test_store_failure_status_halts_unless_no_halt(tmp_path: Path) -> None:
+def test_store_failure_status_halts_unless_no_halt(tools: ModuleType, tmp_path: Path) -> None:
     """A file the SCP cannot write gets 0xA700; storescu stops there, or goes on with -nh."""
     files = [write_sample(tmp_path / "in" / f"{i}.dcm", index=10 + i) for i in range(3)]
     out = tmp_path / "out"
@@ -264,65 +357,75 @@ def test_store_failure_status_halts_unless_no_halt(tmp_path: Path) -> None:
     # A directory where storescp's file for the first instance must go: it cannot store it.
     first = pydicom.dcmread(files[0]).SOPInstanceUID
     (out / f"CT.{first}").mkdir()
-    with dul_server("storescp", "-od", str(out)) as (port, _):
-        code, log = run_tool(blocking.storescu_main, HOST, str(port), *map(str, files))
+    with dul_server(tools, "storescp", "-od", str(out)) as (port, _):
+        code, log = run_tool(tools.storescu_main, HOST, str(port), *map(str, files))
         assert code == ExitCode.REQUEST_FAILED
         assert "status 0xA700 (failure): cannot store the file" in log
         assert [p.name for p in out.iterdir()] == [f"CT.{first}"]  # no partial file left
-        code, log = run_tool(blocking.storescu_main, "-nh", HOST, str(port), *map(str, files))
+        code, log = run_tool(tools.storescu_main, "-nh", HOST, str(port), *map(str, files))
         assert code == ExitCode.REQUEST_FAILED
         assert (
             "2 of 3 files stored"
-            in run_tool(blocking.storescu_main, "-v", "-nh", HOST, str(port), *map(str, files))[1]
+            in run_tool(tools.storescu_main, "-v", "-nh", HOST, str(port), *map(str, files))[1]
         )
     assert sorted(p.is_file() for p in out.iterdir()) == [False, True, True]
 
 
-def test_store_peer_aborts(tree: dict[str, Path], tmp_path: Path) -> None:
+def test_store_peer_aborts(tools: ModuleType, tree: dict[str, Path], tmp_path: Path) -> None:
     for option in ("--abort-after", "--abort-during"):
-        with dul_server("storescp", option, "-od", str(tmp_path)) as (port, server_log):
-            code, log = run_tool(blocking.storescu_main, HOST, str(port), str(tree["explicit"]))
+        with dul_server(tools, "storescp", option, "-od", str(tmp_path)) as (port, server_log):
+            code, log = run_tool(tools.storescu_main, HOST, str(port), str(tree["explicit"]))
             assert code == ExitCode.ASSOCIATION_ABORTED
             assert "association aborted" in log
             wait_for(lambda log=server_log: "ended: aborted locally" in log.getvalue())
         assert not list(tmp_path.glob("CT.*")) and not list(tmp_path.glob(".*.part"))
 
 
-def test_store_progress(tree: dict[str, Path]) -> None:
-    with dul_server("storescp", "--ignore") as (port, _):
+def test_store_progress(tools: ModuleType, tree: dict[str, Path]) -> None:
+    with dul_server(tools, "storescp", "--ignore") as (port, _):
         code, log = run_tool(
-            blocking.storescu_main, "--progress", HOST, str(port), str(tree["explicit"])
+            tools.storescu_main, "--progress", HOST, str(port), str(tree["explicit"])
         )
     assert code == ExitCode.OK
     assert re.search(r"\r1/1 files, 0\.0/0\.0 MB, [\d.]+ MB/s", log)
 
 
-def test_store_streams_with_bounded_memory(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CT image with a 24 MB data set."""
+    return write_sample(tmp_path_factory.mktemp("big") / "big.dcm", size=24_000_000)
+
+
+def test_store_streams_with_bounded_memory(
+    tools: ModuleType, big_file: Path, tmp_path: Path
+) -> None:
     """A 24 MB data set goes from file to file through a few MB of memory, both sides together."""
-    big = write_sample(tmp_path / "big.dcm", size=24_000_000)
     out = tmp_path / "out"
     out.mkdir()
-    with dul_server("storescp", "-od", str(out), "--max-pdu", "65536") as (port, _):
+    with dul_server(tools, "storescp", "-od", str(out), "--max-pdu", "65536") as (port, _):
         tracemalloc.start()
         try:
-            code, log = run_tool(blocking.storescu_main, HOST, str(port), str(big))
+            code, log = run_tool(tools.storescu_main, HOST, str(port), str(big_file))
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
     assert code == ExitCode.OK, log
-    stored = out / f"CT.{pydicom.dcmread(big, stop_before_pixels=True).SOPInstanceUID}"
+    stored = out / f"CT.{pydicom.dcmread(big_file, stop_before_pixels=True).SOPInstanceUID}"
     assert stored.stat().st_size - storage.read_dicom_file(stored).offset > 23_000_000
-    assert dataset_bytes(stored) == dataset_bytes(big)
+    assert dataset_bytes(stored) == dataset_bytes(big_file)
     assert peak < 6_000_000, f"peak {peak:,} bytes"
 
 
-def test_server_setup_errors(tmp_path: Path) -> None:
+def test_server_setup_errors(tools: ModuleType, tmp_path: Path) -> None:
     """A port in use is 60 (network set-up), a missing output directory 40, as DCMTK's."""
-    with dul_server("echoscp") as (port, _):
-        code, log = run_tool(blocking.storescp_main, "--ignore", str(port))
-    assert code == ExitCode.NETWORK_SETUP
-    assert f"cannot listen on 127.0.0.1:{port}" in log
-    code, log = run_tool(blocking.storescp_main, "-od", str(tmp_path / "missing"), "0")
+    with dul_server(tools, "echoscp") as (port, _):
+        code, log = run_tool(tools.storescp_main, "--ignore", str(port))
+        assert code == ExitCode.NETWORK_SETUP
+        assert f"cannot listen on 127.0.0.1:{port}" in log
+        with pytest.raises(ToolError) as raised, tools.server_in_thread("echoscp", [str(port)]):
+            pass
+        assert raised.value.code == ExitCode.NETWORK_SETUP
+    code, log = run_tool(tools.storescp_main, "-od", str(tmp_path / "missing"), "0")
     assert code == ExitCode.CANNOT_WRITE_OUTPUT
     assert "output directory" in log
 
@@ -400,35 +503,37 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
-def test_tls_store(certificate: tuple[Path, Path], tree: dict[str, Path], tmp_path: Path) -> None:
+def test_tls_store(
+    tools: ModuleType, certificate: tuple[Path, Path], tree: dict[str, Path], tmp_path: Path
+) -> None:
     """storescu over TLS to storescp over TLS, each side verifying the other's certificate."""
     cert, key = map(str, certificate)
     out = tmp_path / "out"
     out.mkdir()
     tls = ["--tls-cert", cert, "--tls-key", key, "--tls-ca", cert]
-    with dul_server("storescp", *tls, "-od", str(out)) as (port, server_log):
-        code, log = run_tool(blocking.storescu_main, *tls, HOST, str(port), str(tree["explicit"]))
+    with dul_server(tools, "storescp", *tls, "-od", str(out)) as (port, server_log):
+        code, log = run_tool(tools.storescu_main, *tls, HOST, str(port), str(tree["explicit"]))
         assert code == ExitCode.OK, log
         # A client that does not trust the server's certificate gets no association.
-        code, log = run_tool(blocking.echoscu_main, "--tls", HOST, str(port))
+        code, log = run_tool(tools.echoscu_main, "--tls", HOST, str(port))
         assert code == ExitCode.ASSOCIATION_FAILED
         assert "TLS handshake" in log and "CERTIFICATE_VERIFY_FAILED" in log
         # Nor does one without a client certificate, the server requiring one.
-        code, _ = run_tool(blocking.echoscu_main, "--tls-ca", cert, HOST, str(port))
+        code, _ = run_tool(tools.echoscu_main, "--tls-ca", cert, HOST, str(port))
         assert code != ExitCode.OK
         # Plain TCP to a TLS server: no association either.
-        code, _ = run_tool(blocking.echoscu_main, "-ta", "5", HOST, str(port))
+        code, _ = run_tool(tools.echoscu_main, "-ta", "5", HOST, str(port))
         assert code == ExitCode.ASSOCIATION_FAILED
     stored = out / f"CT.{pydicom.dcmread(tree['explicit']).SOPInstanceUID}"
     assert dataset_bytes(stored) == dataset_bytes(tree["explicit"])
     assert "SCP#1 <== A-ASSOCIATE-RQ" in server_log.getvalue()
 
 
-def test_tls_files_missing(tmp_path: Path) -> None:
-    code, log = run_tool(blocking.echoscu_main, "--tls-ca", str(tmp_path / "no.pem"), HOST, "1")
+def test_tls_files_missing(tools: ModuleType, tmp_path: Path) -> None:
+    code, log = run_tool(tools.echoscu_main, "--tls-ca", str(tmp_path / "no.pem"), HOST, "1")
     assert code == ExitCode.NETWORK_SETUP
     assert "cannot set up TLS" in log
-    code, log = run_tool(blocking.storescp_main, "--tls", "0")
+    code, log = run_tool(tools.storescp_main, "--tls", "0")
     assert code == ExitCode.USAGE
     assert "--tls-cert" in log
 
@@ -446,13 +551,14 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def test_python_m_entry_points(tree: dict[str, Path], tmp_path: Path) -> None:
-    """``python -m examples.sockets.storescp`` serves (stopped by its PID); the SCUs exit 0."""
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_python_m_entry_points(driver: str, tree: dict[str, Path], tmp_path: Path) -> None:
+    """``python -m examples.<driver>.storescp`` serves (stopped by its PID); the SCUs exit 0."""
     out = tmp_path / "out"
     out.mkdir()
     port = free_port()
     server = subprocess.Popen(
-        python_m("examples.sockets.storescp", "-v", "-od", str(out), str(port)),
+        python_m(f"examples.{driver}.storescp", "-v", "-od", str(out), str(port)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=child_env(),
@@ -461,7 +567,7 @@ def test_python_m_entry_points(tree: dict[str, Path], tmp_path: Path) -> None:
     try:
         wait_listening(port)
         echo = subprocess.run(
-            python_m("examples.sockets.echoscu", HOST, str(port)),
+            python_m(f"examples.{driver}.echoscu", HOST, str(port)),
             env=child_env(),
             cwd=ROOT,
             capture_output=True,
@@ -470,7 +576,7 @@ def test_python_m_entry_points(tree: dict[str, Path], tmp_path: Path) -> None:
         )
         assert echo.returncode == 0, echo.stderr
         store = subprocess.run(
-            python_m("examples.sockets.storescu", HOST, str(port), str(tmp_path / "in")),
+            python_m(f"examples.{driver}.storescu", HOST, str(port), str(tmp_path / "in")),
             env=child_env(),
             cwd=ROOT,
             capture_output=True,
@@ -548,6 +654,22 @@ def test_read_chunks_even_and_whole(tmp_path: Path) -> None:
     assert b"".join(pieces) == dataset_bytes(path)
     with pytest.raises(ValueError):
         next(storage.read_chunks(io.BytesIO(), dicom, 4095))
+
+
+def test_file_chunks_fresh_for_a_transport_that_keeps_buffers(tmp_path: Path) -> None:
+    """storescu's chunks are views of one reused buffer, unless asked fresh (asyncio >= 3.12).
+
+    A transport that still holds the previous chunk when the next is read would send the
+    next one's bytes twice: fresh chunks keep their own.
+    """
+    path = write_sample(tmp_path / "x.dcm", size=50_001)
+    dicom = storage.read_dicom_file(path)
+    progress = Progress(1, dicom.length, io.StringIO(), enabled=False)
+    for fresh in (False, True):
+        with open(path, "rb") as fp:
+            held = list(common.file_chunks(fp, dicom, 4096, progress, fresh=fresh))
+        assert (b"".join(held) == dataset_bytes(path)) is fresh
+    assert progress.bytes == 2 * dicom.length
 
 
 # -- the demo ---------------------------------------------------------------------------------

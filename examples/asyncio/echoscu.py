@@ -1,0 +1,18 @@
+"""echoscu: verify DICOM connectivity with C-ECHO (PS3.7 9.1.5), after DCMTK's echoscu.
+
+On the asyncio driver; the options, help and exit codes are :mod:`examples.tools.cli`'s, the same
+as the blocking-sockets tools' (:mod:`examples.sockets.echoscu`)::
+
+    python -m examples.asyncio.echoscu --help
+"""
+
+from __future__ import annotations
+
+import sys
+
+from examples.tools.asyncio_tools import echoscu_main as main
+
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""findscu: query a Q/R SCP with C-FIND (PS3.4 C.4.1), after DCMTK's findscu.
+
+On the asyncio driver; the options, help and exit codes are :mod:`examples.tools.qr`'s::
+
+    python -m examples.asyncio.findscu --help
+"""
+
+from __future__ import annotations
+
+import sys
+
+from examples.tools.qr_asyncio import findscu_main as main
+
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""movescu: retrieve with C-MOVE (PS3.4 C.4.2), after DCMTK's movescu.
+
+On the trio driver; the options, help and exit codes are :mod:`examples.tools.qr`'s::
+
+    python -m examples.trio.movescu --help
+"""
+
+from __future__ import annotations
+
+import sys
+
+from examples.tools.qr_trio import movescu_main as main
+
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    sys.exit(main())
