@@ -183,11 +183,11 @@ def maximum_lengths() -> st.SearchStrategy[int]:
 def implementation_version_names() -> st.SearchStrategy[str]:
     """An implementation version name (55H, PS3.7 D.3.3.2.2): 1 to 16 characters.
 
-    Printable ASCII without backslash, as an AE title; no trailing space, which a receiver
-    strips.
+    Printable ASCII without backslash, as an AE title; no leading or trailing space (a receiver
+    strips them, so strict encoding refuses them).
     """
     return st.text(alphabet=_AE_ALPHABET, min_size=1, max_size=16).filter(
-        lambda name: name.rstrip(" ") == name
+        lambda name: name.strip(" ") == name
     )
 
 
