@@ -226,7 +226,11 @@ class Association:
         transport = self.protocol.transport
         if transport is None or transport.is_closing():
             raise AssociationAborted("transport lost: it is closed")
-        transport.writelines(buffers)
+        # From Python 3.12 the transport may keep views of what it has not sent yet: a buffer
+        # the caller may reuse (a view of a bytearray) is copied; immutable bytes are not.
+        transport.writelines(
+            [b if isinstance(b, bytes) or memoryview(b).readonly else bytes(b) for b in buffers]
+        )
         if self.protocol.write_paused:
             await self.protocol.drain()
             if self.protocol.lost.done():
