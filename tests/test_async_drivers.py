@@ -409,6 +409,47 @@ def test_streamed_store_of_20_mb_keeps_memory_bounded(kind: str) -> None:
     assert peak < 4 << 20, f"{peak / 2**20:.1f} MB traced for a 20 MB data set"
 
 
+def test_asyncio_copies_reused_buffers_where_the_transport_keeps_views(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From Python 3.12 asyncio's writelines may keep views of unsent data: a view of a buffer
+    the caller reuses must reach the transport as a copy, immutable bytes as they are."""
+    monkeypatch.setattr(asyncio_driver, "_TRANSPORT_KEEPS_VIEWS", True)
+    data = pattern("reused", 8 * CHUNK)
+    written: list[bytes | bytearray | memoryview] = []
+
+    def reused_chunks() -> Iterator[memoryview]:
+        buffer = bytearray(CHUNK)
+        for start in range(0, len(data), CHUNK):
+            buffer[:] = data[start : start + CHUNK]
+            yield memoryview(buffer)  # overwritten when the next chunk is asked for
+
+    async def scenario(server: Any) -> int:
+        assoc = await asyncio_driver.Association.request(
+            HOST, server.port, association_request(), timeouts=TIMEOUTS
+        )
+        transport = assoc.protocol.transport
+        real = transport.writelines
+
+        def spy(buffers: list[bytes | bytearray | memoryview]) -> None:
+            written.extend(buffers)
+            real(buffers)
+
+        transport.writelines = spy
+        async with assoc:
+            response = await assoc.store(CT_STORAGE, "2.25.21", reused_chunks(), length=len(data))
+        return int(response.status)
+
+    received = Received()
+    with running_server("sockets", received) as server:
+        status = asyncio.run(scenario(server))
+    assert status == 0x0000
+    assert received.files == {"2.25.21": digest(data)}
+    assert written and all(isinstance(b, bytes) or memoryview(b).readonly for b in written), (
+        "a writable view reached the transport"
+    )
+
+
 def watch_stall(progress: Callable[[], int], on_stall: Callable[[int], None]) -> threading.Thread:
     """A thread that calls ``on_stall(progress())`` once ``progress()`` stops moving."""
 

@@ -28,8 +28,8 @@ from types import ModuleType
 import pydicom
 import pytest
 from examples.sockets import driver as sockets_driver
-from examples.tools import asyncio_tools, blocking, common, storage, trio_tools
-from examples.tools.cli import ExitCode, Progress, ToolError
+from examples.tools import asyncio_tools, blocking, storage, trio_tools
+from examples.tools.cli import ExitCode, ToolError
 from examples.tools.sample_files import TRANSFER_SYNTAX_NAMES, dataset_bytes, write_sample
 from pydicom.uid import UID
 
@@ -654,22 +654,6 @@ def test_read_chunks_even_and_whole(tmp_path: Path) -> None:
     assert b"".join(pieces) == dataset_bytes(path)
     with pytest.raises(ValueError):
         next(storage.read_chunks(io.BytesIO(), dicom, 4095))
-
-
-def test_file_chunks_fresh_for_a_transport_that_keeps_buffers(tmp_path: Path) -> None:
-    """storescu's chunks are views of one reused buffer, unless asked fresh (asyncio >= 3.12).
-
-    A transport that still holds the previous chunk when the next is read would send the
-    next one's bytes twice: fresh chunks keep their own.
-    """
-    path = write_sample(tmp_path / "x.dcm", size=50_001)
-    dicom = storage.read_dicom_file(path)
-    progress = Progress(1, dicom.length, io.StringIO(), enabled=False)
-    for fresh in (False, True):
-        with open(path, "rb") as fp:
-            held = list(common.file_chunks(fp, dicom, 4096, progress, fresh=fresh))
-        assert (b"".join(held) == dataset_bytes(path)) is fresh
-    assert progress.bytes == 2 * dicom.length
 
 
 # -- the demo ---------------------------------------------------------------------------------

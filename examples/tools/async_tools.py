@@ -34,9 +34,6 @@ class Driver:
     name: str
     #: Its driver module: ``Association``, ``Server``, ``echo_handler``.
     module: Any
-    #: True when the transport may still hold a written buffer after the write returns, so
-    #: that a reused read buffer must be copied (asyncio's zero-copy writes, Python >= 3.12).
-    keeps_buffers: bool = False
 
 
 async def _request(
@@ -172,9 +169,7 @@ async def _store_file(
                 )
                 progress.add(len(data))
             else:
-                chunks = common.file_chunks(
-                    fp, dicom, chunk_size, progress, fresh=driver.keeps_buffers
-                )
+                chunks = common.file_chunks(fp, dicom, chunk_size, progress)
                 response = await assoc.store(
                     dicom.sop_class_uid,
                     dicom.sop_instance_uid,

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -40,7 +39,7 @@ __all__ = [
 
 #: From Python 3.12 on, the selector transport's ``writelines`` keeps views of the buffers it
 #: could not send at once (zero-copy writes): storescu then hands each chunk its own bytes.
-DRIVER = async_tools.Driver("asyncio", driver, keeps_buffers=sys.version_info >= (3, 12))
+DRIVER = async_tools.Driver("asyncio", driver)
 #: Seconds the associations in progress get to end once a server is asked to stop.
 GRACE = 10.0
 

@@ -243,18 +243,15 @@ def file_chunks(
     dicom: storage.DicomFile,
     size: int,
     progress: cli.Progress,
-    *,
-    fresh: bool = False,
 ) -> Iterator[bytes | memoryview]:
     """The data set of ``dicom`` in chunks of ``size`` bytes, counted in ``progress``.
 
-    A chunk is a view of one reused buffer, valid until the next is asked for; ``fresh`` gives
-    each chunk its own bytes, for a transport that may still hold a chunk when it asks for the
-    next (asyncio's zero-copy writes, Python >= 3.12).
+    A chunk is a view of one reused buffer, valid until the next is asked for: the drivers
+    write it (or copy it, where a transport would keep it) before asking for the next.
     """
     for chunk in storage.read_chunks(fp, dicom, size):
         progress.add(len(chunk))
-        yield bytes(chunk) if fresh else chunk
+        yield chunk
 
 
 def read_failed(dicom: storage.DicomFile, exc: OSError) -> ToolError:

@@ -26,7 +26,7 @@ import logging
 import math
 import socket
 import ssl
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import accumulate
 from typing import Any
 
@@ -34,6 +34,7 @@ import trio
 
 import dul
 from dul import dimse
+from examples._async_messaging import AsyncMessaging, DatasetReader, Handler, echo_handler
 from examples.sockets.driver import (
     AssociationAborted,
     AssociationRejected,
@@ -132,7 +133,7 @@ async def _connect(host: str, port: int) -> trio.SocketStream:
     raise error or OSError(f"no address for {host}")
 
 
-class Association:
+class Association(AsyncMessaging):
     """One association over a connected trio stream, driven by a :class:`dul.dimse.Session`.
 
     ``stream`` is a :class:`trio.SocketStream` (read with ``recv_into``, written with
@@ -413,96 +414,6 @@ class Association:
             )
         )
 
-    async def send_dataset_stream(
-        self, context_id: int, chunks: Iterable[_Buffer] | AsyncIterable[_Buffer], length: int
-    ) -> None:
-        """Stream a data set of ``length`` bytes announced with ``dataset_follows=True``.
-
-        Chunks must have even lengths (but the last). Each is written before the next is asked
-        for, so a slow peer slows the reading: memory stays bounded by one chunk.
-        """
-        sent = 0
-
-        async def feed(chunk: _Buffer) -> None:
-            nonlocal sent
-            if not chunk:
-                return
-            sent += len(chunk)
-            if sent > length:
-                await self.abort()
-                raise DriverError(f"data set stream gave more than the {length} bytes announced")
-            await self.write(self.session.send_dataset(context_id, chunk, is_last=sent == length))
-
-        if isinstance(chunks, AsyncIterable):
-            async for chunk in chunks:
-                await feed(chunk)
-        else:
-            for chunk in chunks:
-                await feed(chunk)
-        if sent != length:
-            await self.abort()
-            raise DriverError(f"data set stream gave {sent} bytes, {length} were announced")
-
-    async def receive_message(self, timeout: float | None = None) -> dimse.MessageReceived:
-        """Wait for the next DIMSE message (``timeout`` defaults to the DIMSE timeout)."""
-        event = await self._next_upper(self.timeouts.dimse if timeout is None else timeout)
-        if isinstance(event, dimse.MessageReceived):
-            return event
-        raise DriverError(f"expected a DIMSE message, got {event}")
-
-    def read_dataset(self, timeout: float | None = None) -> _DatasetChunks:
-        """The chunks of the data set of the message just received (streaming mode)."""
-        return _DatasetChunks(self, timeout)
-
-    async def receive_response(
-        self, timeout: float | None = None
-    ) -> tuple[dimse.Response, bytes | None]:
-        """The next response and its data set (joined), for a request sent."""
-        event = await self.receive_message(timeout)
-        if not isinstance(event.message, dimse.Response):
-            raise DriverError(f"expected a response, got {type(event.message).__name__}")
-        dataset = event.dataset
-        if event.has_dataset and dataset is None:
-            dataset = b"".join([bytes(c) async for c in self.read_dataset(timeout)])
-        return event.message, dataset
-
-    async def echo(self) -> int:
-        """C-ECHO: the status of the response."""
-        context_id = self.context_for(dimse.VERIFICATION_SOP_CLASS)
-        await self.send(
-            dimse.CEchoRequest(message_id=self.session.next_message_id()), context_id=context_id
-        )
-        response, _ = await self.receive_response()
-        return response.status
-
-    async def store(
-        self,
-        sop_class_uid: str,
-        sop_instance_uid: str,
-        dataset: _Buffer | Iterable[_Buffer] | AsyncIterable[_Buffer],
-        *,
-        transfer_syntax: str | None = None,
-        length: int | None = None,
-        context_id: int | None = None,
-    ) -> dimse.Response:
-        """C-STORE one data set (bytes, or even-sized chunks with ``length``): the response."""
-        if context_id is None:
-            context_id = self.context_for(sop_class_uid, transfer_syntax)
-        request = dimse.CStoreRequest(
-            message_id=self.session.next_message_id(),
-            affected_sop_class_uid=sop_class_uid,
-            affected_sop_instance_uid=sop_instance_uid,
-        )
-        if isinstance(dataset, (bytes, bytearray, memoryview)):
-            await self.send(request, context_id=context_id, dataset=dataset)
-        else:
-            if length is None:
-                raise ValueError("a streamed data set needs its length")
-            await self.send(request, context_id=context_id, dataset_follows=True)
-            await self.send_dataset_stream(context_id, dataset, length)
-        response, _ = await self.receive_response()
-        return response
-
     # -- ending ----------------------------------------------------------------------------
 
     async def release(self) -> None:
@@ -562,80 +473,6 @@ class Association:
             await self.release()
         else:  # an error or a cancellation: abort rather than leave the peer waiting
             await self.abort()
-
-
-class _DatasetChunks:
-    """Async iterator over the fragments of the data set being received."""
-
-    def __init__(self, assoc: Association, timeout: float | None) -> None:
-        self._assoc = assoc
-        self._timeout = assoc.timeouts.dimse if timeout is None else timeout
-        self._done = False
-
-    def __aiter__(self) -> _DatasetChunks:
-        return self
-
-    async def __anext__(self) -> memoryview | bytes:
-        if self._done:
-            raise StopAsyncIteration
-        event = await self._assoc._next_upper(self._timeout)
-        if not isinstance(event, dimse.DatasetChunk):
-            raise DriverError(f"expected a data set fragment, got {event}")
-        self._done = event.is_last
-        return event.data
-
-
-# -- acceptor ----------------------------------------------------------------------------
-
-
-class DatasetReader:
-    """The data set of a received message, read from the association as it arrives.
-
-    ``async for chunk in reader`` streams it; :meth:`read_all` joins it.
-    """
-
-    def __init__(self, assoc: Association, event: dimse.MessageReceived) -> None:
-        self._assoc = assoc
-        self._whole = event.dataset
-        self._chunks = _DatasetChunks(assoc, None)
-        self._chunks._done = not (event.has_dataset and event.dataset is None)
-
-    def __aiter__(self) -> DatasetReader:
-        return self
-
-    async def __anext__(self) -> memoryview | bytes:
-        if self._whole is not None:
-            whole, self._whole = self._whole, None
-            return whole
-        return await self._chunks.__anext__()
-
-    async def read_all(self) -> bytes:
-        """The whole data set, joined."""
-        return b"".join([bytes(chunk) async for chunk in self])
-
-    async def drain(self) -> None:
-        """Discard what the handler did not read."""
-        async for _ in self:
-            pass
-
-
-#: A handler answers one message: it reads the data set and sends its response(s).
-Handler = Callable[[Association, dimse.MessageReceived, DatasetReader], Awaitable[None]]
-
-
-async def echo_handler(
-    assoc: Association, event: dimse.MessageReceived, dataset: DatasetReader
-) -> None:
-    """Answer a C-ECHO-RQ with Success."""
-    message = event.message
-    assert isinstance(message, dimse.CEchoRequest)
-    await assoc.send(
-        dimse.CEchoResponse(
-            message_id_being_responded_to=message.message_id,
-            affected_sop_class_uid=message.affected_sop_class_uid,
-        ),
-        context_id=event.context_id,
-    )
 
 
 class Server:
