@@ -226,7 +226,9 @@ class Association:
     def _read(self, deadline: float | None) -> None:
         now = time.monotonic()
         limits = [d for d in (deadline, self._artim_deadline) if d is not None]
-        wait = max(0.0, min(limits) - now) if limits else None
+        # Never 0: settimeout(0) would make the socket non-blocking, and "no data yet" would
+        # read as the peer closing. A deadline already passed waits a microsecond.
+        wait = max(1e-6, min(limits) - now) if limits else None
         if self.sock.fileno() < 0:
             self.session.receive_data(b"")
             return

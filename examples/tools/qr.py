@@ -27,7 +27,7 @@ import re
 import struct
 import sys
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -41,6 +41,7 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
+from pydicom.uid import UID
 
 import dul
 from dul import dimse
@@ -756,22 +757,22 @@ class SubOperations:
             self.failed += 1
             self.failed_uids.append(sop_instance_uid)
 
-    def _counters(self) -> dict[str, int]:
-        return {
-            "completed_suboperations": self.completed,
-            "failed_suboperations": self.failed,
-            "warning_suboperations": self.warning,
-        }
-
-    def pending(self, cls: type[dimse.Response], request: dimse.Request) -> dimse.Response:
-        """A Pending response with the counters (PS3.7 9.3.3.2, 9.3.4.2)."""
+    def _response(
+        self, cls: type[dimse.Response], request: dimse.Request, status: int, remaining: int | None
+    ) -> dimse.Response:
         return cls(  # type: ignore[call-arg]
             message_id_being_responded_to=request.message_id,
             affected_sop_class_uid=getattr(request, "affected_sop_class_uid", None),
-            status=PENDING,
-            remaining_suboperations=self.remaining,
-            **self._counters(),
+            status=status,
+            remaining_suboperations=remaining,
+            completed_suboperations=self.completed,
+            failed_suboperations=self.failed,
+            warning_suboperations=self.warning,
         )
+
+    def pending(self, cls: type[dimse.Response], request: dimse.Request) -> dimse.Response:
+        """A Pending response with the counters (PS3.7 9.3.3.2, 9.3.4.2)."""
+        return self._response(cls, request, PENDING, self.remaining)
 
     def final(
         self, cls: type[dimse.Response], request: dimse.Request, *, cancelled: bool = False
@@ -794,14 +795,7 @@ class SubOperations:
         if self.failed_uids and status != SUCCESS:
             identifier = Dataset()
             identifier.add(DataElement(_FAILED_SOP_INSTANCE_UID_LIST, "UI", self.failed_uids))
-        response = cls(  # type: ignore[call-arg]
-            message_id_being_responded_to=request.message_id,
-            affected_sop_class_uid=getattr(request, "affected_sop_class_uid", None),
-            status=status,
-            remaining_suboperations=remaining,
-            **self._counters(),
-        )
-        return response, identifier
+        return self._response(cls, request, status, remaining), identifier
 
 
 def storage_context(
@@ -845,7 +839,7 @@ def move_contexts(instances: Sequence[Instance]) -> list[tuple[dul.PresentationC
     for start in range(0, len(keys), storage.MAX_CONTEXTS):
         contexts = []
         for n, (sop_class, syntax) in enumerate(keys[start : start + storage.MAX_CONTEXTS]):
-            syntaxes = (syntax,)
+            syntaxes: tuple[str, ...] = (syntax,)
             if syntax in TRANSCODABLE:
                 syntaxes += tuple(s for s in TRANSCODABLE[:2] if s != syntax)
             contexts.append(
@@ -866,7 +860,7 @@ def qrscp_policy(
     (PS3.7 D.3.3.4), so that we send it C-STORE sub-operations on the same association.
     """
     storage_classes = set(storage.STORAGE_SOP_CLASSES) | archive.sop_classes
-    syntaxes = (
+    syntaxes: tuple[str, ...] = (
         EXPLICIT_VR_LITTLE_ENDIAN,
         IMPLICIT_VR_LITTLE_ENDIAN,
         DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
@@ -879,7 +873,7 @@ def qrscp_policy(
         contexts=contexts,
         ae_title=ae_title,
         maximum_length=maximum_length,
-        scp_roles=frozenset(storage_classes),
+        scp_roles=frozenset(storage_classes),  # type: ignore[arg-type]
     )
 
 
@@ -916,9 +910,9 @@ def build_identifier(keys: Sequence[str], files: Sequence[str] = ()) -> Dataset:
             query = pydicom.dcmread(name, force=True)
         except Exception as exc:
             raise ToolError(ExitCode.USAGE, f"cannot read the query file {name}: {exc}") from exc
-        for key in query_keys(query):  # rebuilt from raw values: a key may be no valid value
-            if key.tag >> 16 != 0x0002:
-                identifier.add(make_element(key.tag, key.vr, key.values))
+        for found in query_keys(query):  # rebuilt from raw values: a key may be no valid value
+            if found.tag >> 16 != 0x0002:
+                identifier.add(make_element(found.tag, found.vr, found.values))
     for key in keys:
         tag, vr, value = parse_key(key)
         values = [] if value is None else value.split("\\")
@@ -975,6 +969,7 @@ def get_contexts(
 
 
 def model_from_args(args: argparse.Namespace) -> Model:
+    """The information model -P/-S chose."""
     return Model.STUDY_ROOT if args.study_root else Model.PATIENT_ROOT
 
 
@@ -990,6 +985,7 @@ def counters_text(response: dimse.Response) -> str:
 
 
 def status_text(status: int) -> str:
+    """``0xFE00 (cancel)``."""
     return f"0x{status:04X} ({dimse.status_category(status).value})"
 
 
@@ -1018,17 +1014,16 @@ class FindOutput:
 
 
 def find_exit_code(status: int, *, interrupted: bool) -> int:
-    """findscu/getscu/movescu's exit status for the final status of the request."""
+    """findscu/getscu/movescu's exit status: 0 for Success, Cancel (asked with --cancel) and
+    warnings, but 62 for failed sub-operations (0xB000) and failures; 130 after Ctrl-C."""
     if interrupted:
         return EXIT_INTERRUPTED
-    category = dimse.status_category(status)
-    if category in (
-        dimse.StatusCategory.SUCCESS,
-        dimse.StatusCategory.CANCEL,
-        dimse.StatusCategory.WARNING,
+    if status == SUBOPERATIONS_WARNING or dimse.status_category(status) in (
+        dimse.StatusCategory.FAILURE,
+        dimse.StatusCategory.PENDING,
     ):
-        return ExitCode.OK if status != SUBOPERATIONS_WARNING else ExitCode.REQUEST_FAILED
-    return ExitCode.REQUEST_FAILED
+        return ExitCode.REQUEST_FAILED
+    return ExitCode.OK
 
 
 def open_writer(
@@ -1058,6 +1053,7 @@ def open_writer(
 def store_response(
     message: dimse.CStoreRequest, status: int, comment: str | None = None
 ) -> dimse.CStoreResponse:
+    """The C-STORE-RSP answering ``message``."""
     return dimse.CStoreResponse(
         message_id_being_responded_to=message.message_id,
         affected_sop_class_uid=message.affected_sop_class_uid,
@@ -1081,7 +1077,7 @@ def parse_destinations(pairs: Sequence[Sequence[str]] | None) -> dict[str, tuple
 # -- the command lines ------------------------------------------------------------------------
 
 
-def _qr_options(parser: cli.Parser, *, files: bool = True) -> argparse._ArgumentGroup:
+def _qr_options(parser: cli.Parser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("query/retrieve options")
     model = group.add_mutually_exclusive_group()
     model.add_argument(
@@ -1116,17 +1112,19 @@ def _qr_options(parser: cli.Parser, *, files: bool = True) -> argparse._Argument
         metavar="N",
         help="send a C-CANCEL after N pending responses (Ctrl-C sends one too)",
     )
-    if files:
-        parser.add_argument(
-            "files",
-            nargs="*",
-            metavar="dcmfile-in",
-            help="a DICOM file holding the query identifier (the -k keys override it)",
-        )
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="dcmfile-in",
+        help="a DICOM file holding the query identifier (the -k keys override it)",
+    )
     return group
 
 
-_EPILOG = "Ctrl-C while responses are pending sends a C-CANCEL; a second Ctrl-C aborts."
+_EPILOG = (
+    "Ctrl-C while responses are pending sends a C-CANCEL (exit status 130); a second Ctrl-C "
+    "aborts the association."
+)
 
 
 def findscu_parser(prog: str = "findscu") -> cli.Parser:
@@ -1355,14 +1353,14 @@ def write_sample_archive(
                     ds.SeriesInstanceUID = f"{_SAMPLE_ROOT}.{p + 1}.{s + 1}.{r + 1}"
                     ds.SeriesNumber = str(r + 1)
                     ds.SeriesDescription = f"series {r + 1}"
-                    uid = f"{_SAMPLE_ROOT}.{p + 1}.{s + 1}.{r + 1}.{i + 1}"
+                    uid = UID(f"{_SAMPLE_ROOT}.{p + 1}.{s + 1}.{r + 1}.{i + 1}")
                     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
                     ds.InstanceNumber = str(i + 1)
                     ds.Rows = ds.Columns = 8
                     ds.PixelData = struct.pack(
                         "<64H", *((p * 1000 + s * 100 + r * 10 + i + k) for k in range(64))
                     )
-                    ds.file_meta.TransferSyntaxUID = transfer_syntax
+                    ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
                     path = directory / f"p{p + 1}s{s + 1}r{r + 1}i{i + 1}.dcm"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     _save(ds, path, transfer_syntax)
@@ -1421,11 +1419,11 @@ class Interrupt:
 
     def __init__(self) -> None:
         self.requested = False
-        self.cancel_now: Callable[[], Awaitable[None]] | None = None
+        self.cancel_now: Callable[[], Coroutine[Any, Any, None]] | None = None
 
 
 #: Errors that end an association once established (each driver adds its DriverError).
-BROKEN: tuple[type[BaseException], ...] = (TimeoutError, dul.ProtocolError, OSError)
+BROKEN = (TimeoutError, dul.ProtocolError, OSError)
 
 
 def broken(exc: BaseException, aborted: type[Exception]) -> ToolError:
@@ -1461,6 +1459,7 @@ def decode_or_none(data: bytes | None, syntax: str, log: logging.Logger) -> Data
 
 
 def refused(sop_class_uid: str) -> ToolError:
+    """The error of an SCU whose Q/R SOP class the peer did not accept."""
     name = cli.UID_NAMES.get(sop_class_uid, sop_class_uid)
     return ToolError(ExitCode.ASSOCIATION_FAILED, f"the peer refused {name}")
 
@@ -1506,12 +1505,21 @@ def peer_ae_title(connection: dul.Connection) -> str | None:
 class AsyncRuntime(Protocol):
     """What the shared async bodies need from a driver (see qr_trio.py, qr_asyncio.py)."""
 
-    #: The driver's ``Association`` class (``request`` opens one).
-    association: Any
-    #: The driver's ``DriverError`` (``AssociationAborted`` and ``AssociationRejected`` are ones).
-    driver_error: type[Exception]
-    aborted: type[Exception]
-    rejected: type[Exception]
+    @property
+    def association(self) -> Any:
+        """The driver's ``Association`` class (``request`` opens one)."""
+
+    @property
+    def driver_error(self) -> type[Exception]:
+        """The driver's ``DriverError`` (the two below are ones)."""
+
+    @property
+    def aborted(self) -> type[Exception]:
+        """The driver's ``AssociationAborted``."""
+
+    @property
+    def rejected(self) -> type[Exception]:
+        """The driver's ``AssociationRejected``."""
 
     def timeouts(self, args: argparse.Namespace) -> Any: ...
 
@@ -1637,7 +1645,9 @@ class AsyncSCU:
             self.interrupt.cancel_now = self.cancel
             responses = 0
             while True:
-                why = None if self._cancelled else cancel_due(self.interrupt, args.cancel, responses)
+                why = (
+                    None if self._cancelled else cancel_due(self.interrupt, args.cancel, responses)
+                )
                 if why is not None:
                     await self.cancel(why)
                 event = await assoc.receive_message()
@@ -2073,7 +2083,7 @@ class AsyncQRSCP:
                     await assoc.send(store, context_id=context_id, dataset_follows=True)
                     await assoc.send_dataset_stream(
                         context_id,
-                        storage.read_chunks(fp, instance.file, STREAM_CHUNK),  # type: ignore[arg-type]
+                        storage.read_chunks(fp, instance.file, STREAM_CHUNK),
                         instance.file.length,
                     )
                 return True

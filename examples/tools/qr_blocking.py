@@ -22,9 +22,11 @@ import signal
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+from pydicom.dataset import Dataset
 
 import dul
 from dul import dimse
@@ -112,8 +114,7 @@ def _context(assoc: Association, sop_class_uid: str) -> tuple[int, str]:
         context_id = assoc.context_for(sop_class_uid)
     except dul.LocalProtocolError as exc:
         assoc.release()
-        name = cli.UID_NAMES.get(sop_class_uid, sop_class_uid)
-        raise ToolError(ExitCode.ASSOCIATION_FAILED, f"the peer refused {name}") from exc
+        raise qr.refused(sop_class_uid) from exc
     return context_id, assoc.session.contexts[context_id].transfer_syntax
 
 
@@ -177,8 +178,8 @@ def _run_request(
     log: logging.Logger,
     contexts: tuple[dul.PresentationContext, ...],
     roles: tuple[dul.RoleSelection, ...],
-    make_request: Any,
-    on_message: Any,
+    make_request: Callable[[int, str], dimse.Request],
+    on_message: Callable[[Association, dimse.MessageReceived, Dataset | None], None],
 ) -> tuple[dimse.Response, bool]:
     """Open the association, send the request, hand each message to ``on_message`` until the
     final response; release. Returns (final response, whether Ctrl-C interrupted)."""
@@ -206,14 +207,14 @@ def _run_request(
                     data = event.dataset
                     if event.has_dataset and data is None:
                         data = b"".join(assoc.read_dataset())
-                    identifier = qr.decode_or_none(data, syntax, log)
+                    found = qr.decode_or_none(data, syntax, log)
                     if not message.is_pending:
                         final = message
-                        if identifier is not None:
-                            log.info("final identifier:\n%s", qr.describe_identifier(identifier))
+                        if found is not None:
+                            log.info("final identifier:\n%s", qr.describe_identifier(found))
                         break
                     responses += 1
-                    on_message(assoc, event, identifier)
+                    on_message(assoc, event, found)
                 else:
                     on_message(assoc, event, None)
         except KeyboardInterrupt:
@@ -248,7 +249,9 @@ def _findscu(args: argparse.Namespace, log: logging.Logger, out: TextIO | None) 
     model = qr.model_from_args(args)
     output = qr.FindOutput(args, out)
 
-    def on_message(assoc: Association, event: dimse.MessageReceived, identifier: Any) -> None:
+    def on_message(
+        assoc: Association, event: dimse.MessageReceived, identifier: Dataset | None
+    ) -> None:
         if isinstance(event.message, dimse.CFindResponse):
             output.match(identifier)
         else:
@@ -338,7 +341,9 @@ def _getscu(args: argparse.Namespace, log: logging.Logger) -> int:
     contexts, roles = qr.get_contexts(model.get)
     received = 0
 
-    def on_message(assoc: Association, event: dimse.MessageReceived, identifier: Any) -> None:
+    def on_message(
+        assoc: Association, event: dimse.MessageReceived, identifier: Dataset | None
+    ) -> None:
         nonlocal received
         message = event.message
         if isinstance(message, dimse.CStoreRequest):
@@ -410,7 +415,9 @@ def _movescu(args: argparse.Namespace, log: logging.Logger) -> int:
             ) from exc
         log.info("listening on %s:%d for the C-STORE sub-operations", args.bind, server.port)
 
-    def on_message(assoc: Association, event: dimse.MessageReceived, identifier: Any) -> None:
+    def on_message(
+        assoc: Association, event: dimse.MessageReceived, identifier: Dataset | None
+    ) -> None:
         if isinstance(event.message, dimse.CMoveResponse):
             log.info("C-MOVE pending: %s", qr.counters_text(event.message))
         else:

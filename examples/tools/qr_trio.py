@@ -96,12 +96,18 @@ async def _with_interrupt(
     """Run an SCU's ``body``; Ctrl-C (in the main thread) asks for a C-CANCEL, then cancels."""
     interrupt = qr.Interrupt()
     result: int = qr.EXIT_INTERRUPTED
+    error: Exception | None = None  # raised outside the nursery: never in an exception group
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
             if threading.current_thread() is threading.main_thread():
                 await nursery.start(_watch, interrupt, scope)
-            result = await body(interrupt)
+            try:
+                result = await body(interrupt)
+            except Exception as exc:
+                error = exc
             nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error
     if scope.cancelled_caught:
         log.error("interrupted again: association aborted")
     return result
@@ -132,7 +138,8 @@ def _scu_main(
         async def main() -> int:
             return await _with_interrupt(lambda interrupt: body(args, log, interrupt), log)
 
-        return trio.run(main)
+        result: int = trio.run(main)
+        return result
 
     return qr.run_tool(name, parser, run, argv, stream)
 
@@ -175,19 +182,25 @@ def movescu_main(argv: Sequence[str] | None = None, *, stream: TextIO | None = N
             timeouts=RUNTIME.timeouts(args),
             on_event=cli.Tracer(log, "STORE-SCP", per_association=True),
         )
+        result: int = qr.EXIT_INTERRUPTED
+        error: Exception | None = None
         async with trio.open_nursery() as nursery:
             try:
                 port = await nursery.start(server.serve)
-            except OSError as exc:
-                raise ToolError(
+                log.info("listening on %s:%d for the C-STORE sub-operations", args.bind, port)
+                result = await qr.async_movescu(RUNTIME, args, log, interrupt, receiver)
+            except OSError as exc:  # cannot listen (the tool's own errors are ToolErrors)
+                error = ToolError(
                     ExitCode.NETWORK_SETUP,
                     f"cannot listen on {args.bind}:{args.listen_port}: {exc}",
-                ) from exc
-            log.info("listening on %s:%d for the C-STORE sub-operations", args.bind, port)
-            try:
-                return await qr.async_movescu(RUNTIME, args, log, interrupt, receiver)
+                )
+            except Exception as exc:  # raised outside the nursery: never in an exception group
+                error = exc
             finally:
                 server.shutdown(grace=_timeout_or(RUNTIME.timeouts(args).acse))
+        if error is not None:
+            raise error
+        return result
 
     return _scu_main("movescu", qr.movescu_parser(PROG.format("movescu")), body, argv, stream)
 
@@ -223,22 +236,26 @@ def qrscp_server(args: argparse.Namespace, log: logging.Logger) -> Server:
 
 async def _serve(server: Server, args: argparse.Namespace, log: logging.Logger) -> int:
     """Serve until Ctrl-C or SIGTERM (in the main thread), then let the associations end."""
+    error: OSError | None = None  # raised outside the nursery: never in an exception group
     async with trio.open_nursery() as nursery:
         try:
             port = await nursery.start(server.serve)
         except OSError as exc:
-            raise ToolError(
-                ExitCode.NETWORK_SETUP, f"cannot listen on {args.bind}:{args.port}: {exc}"
-            ) from exc
-        log.info("qrscp listening on %s:%d", args.bind, port)
-        if args.port == 0:
-            print(f"qrscp: listening on {args.bind}:{port}", flush=True)
-        if threading.current_thread() is threading.main_thread():
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    log.info("qrscp: interrupted, stopping")
-                    server.shutdown()
-                    break
+            error = exc
+        else:
+            log.info("qrscp listening on %s:%d", args.bind, port)
+            if args.port == 0:
+                print(f"qrscp: listening on {args.bind}:{port}", flush=True)
+            if threading.current_thread() is threading.main_thread():
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        log.info("qrscp: interrupted, stopping")
+                        server.shutdown()
+                        break
+    if error is not None:
+        raise ToolError(
+            ExitCode.NETWORK_SETUP, f"cannot listen on {args.bind}:{args.port}: {error}"
+        ) from error
     return ExitCode.OK
 
 
@@ -247,7 +264,8 @@ def qrscp_main(argv: Sequence[str] | None = None, *, stream: TextIO | None = Non
 
     def body(args: argparse.Namespace, log: logging.Logger) -> int:
         server = qrscp_server(args, log)
-        return trio.run(_serve, server, args, log)
+        result: int = trio.run(_serve, server, args, log)
+        return result
 
     return qr.run_tool("qrscp", qr.qrscp_parser(PROG.format("qrscp")), body, argv, stream)
 
