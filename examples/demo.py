@@ -1,11 +1,11 @@
 """A tour of dul on real sockets: a storage SCP and an SCU talk over loopback, traced.
 
 Starts dul's storescp in this process on a free loopback port, then runs echoscu and storescu
-against it (sending a CT image made by ``examples/make_test_file.py``), then prints the stored
-image on dul's virtual printer (Basic Grayscale Print Management), which writes the film as a
-PNG. Every PDU and DIMSE
-message is printed as each side sends or receives it (``SCU`` is the requestor, ``SCP#n`` the
-acceptor's n-th association), then where the file landed. No outside server is needed::
+against it (sending a CT image made by ``examples/make_test_file.py``), queries what was stored
+with findscu against dul's Q/R SCP, and prints the stored image on dul's virtual printer (Basic
+Grayscale Print Management), which writes the film as a PNG. Every PDU and DIMSE message is
+printed as each side sends or receives it (``SCU`` is the requestor, ``SCP#n`` the acceptor's
+n-th association), then where the files landed. No outside server is needed::
 
     python -m examples.demo [--output DIR]
 """
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from examples.make_test_file import write
-from examples.tools import blocking
+from examples.tools import blocking, qr
 
 __all__ = ["main"]
 
@@ -80,15 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         ended.wait(2)
 
     stored = sorted(received.iterdir())
+    _step(f"qrscp serves {received}; findscu asks it for studies (C-FIND, Study Root)")
+    found = qr.demo_find(received, stream=sys.stdout)
     films = _print_film(stored[0] if stored else source, output / "films")
 
     _step("result")
-    print(f"echoscu exit status {echo}, storescu exit status {store}")
+    print(f"echoscu exit status {echo}, storescu exit status {store}, findscu exit status {found}")
     for path in stored:
         print(f"{source.name} was stored as {path}")
     for film in films:
         print(f"the virtual printer wrote the film {film}")
-    return 0 if echo == store == 0 and films else 1
+    return 0 if echo == store == found == 0 and films else 1
 
 
 def _print_film(image: Path, films: Path) -> list[Path]:
