@@ -204,7 +204,8 @@ def storescu_inputs(
         raise ToolError(ExitCode.INVALID_INPUT_FILE, "invalid input file(s): nothing sent")
     if not found.files:
         raise ToolError(ExitCode.NO_VALID_INPUT_FILES, "no DICOM file found in the inputs")
-    stream: TextIO = getattr(log.handlers[0], "stream", sys.stderr) if log.handlers else sys.stderr
+    # This run's handler is the newest: another run of the tool may still hold an older one.
+    stream: TextIO = getattr(log.handlers[-1], "stream", sys.stderr) if log.handlers else sys.stderr
     enabled = args.progress if args.progress is not None else stream.isatty()
     progress = cli.Progress(
         len(found.files), sum(f.length for f in found.files), stream, enabled=enabled
