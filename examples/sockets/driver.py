@@ -140,6 +140,7 @@ class Association:
         self.session = dimse.Session(dul.Connection(role), whole_datasets=whole_datasets)
         self.connection = self.session.connection
         self.closed: dul.ConnectionClosed | None = None
+        self._timeout: float | None = -1.0  # the socket's timeout as last set (-1: not yet)
         self._buffer = _receive_buffer()
         self._view = memoryview(self._buffer)
         self._artim_deadline: float | None = None
@@ -232,7 +233,9 @@ class Association:
         if self.sock.fileno() < 0:
             self.session.receive_data(b"")
             return
-        self.sock.settimeout(wait)
+        if wait != self._timeout:  # a system call each: only when the wait changes
+            self.sock.settimeout(wait)
+            self._timeout = wait
         try:
             n = self.sock.recv_into(self._buffer)
         except TimeoutError:
@@ -572,7 +575,8 @@ class Server:
         with self._lock:
             threads = list(self._threads)
         for thread in threads:
-            thread.join(timeout)
+            if thread.ident is not None:  # one added but not started yet cannot be joined
+                thread.join(timeout)
 
     def __enter__(self) -> Server:
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)

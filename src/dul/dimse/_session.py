@@ -11,8 +11,6 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Literal
 
-import attrs
-
 from .._connection import NEED_DATA, Connection, Role, Sentinel
 from .._errors import LocalProtocolError, RemoteProtocolError
 from .._events import Abort, AssociateAccept, Event, PDataReceived
@@ -121,7 +119,13 @@ class Session:
             return event
         if not message.is_pending:  # each message yields one MessageReceived, in either mode
             del self._outstanding[message.message_id_being_responded_to]
-        return attrs.evolve(event, request=request)
+        return MessageReceived(  # not attrs.evolve: this is on every response's path
+            context_id=event.context_id,
+            message=message,
+            has_dataset=event.has_dataset,
+            dataset=event.dataset,
+            request=request,
+        )
 
     def _abort(self, exc: RemoteProtocolError) -> None:
         """A peer's DIMSE violation: A-ABORT (service user, PS3.8 §7.3) and raise."""
