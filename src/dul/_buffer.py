@@ -18,6 +18,9 @@ __all__ = ["ReceiveBuffer"]
 
 #: A PDU body at least this large that is not yet complete is assembled in place as it arrives.
 _ASSEMBLE_IN_PLACE = 64 * 1024
+#: Up to this size, its buffer is allocated on the header; a larger one once an eighth of it has
+#: arrived, so that 6 bytes cannot make us allocate up to the cap (16 MiB by default).
+_PREALLOCATE = 2 * 1024 * 1024
 
 
 class ReceiveBuffer:
@@ -128,13 +131,18 @@ class ReceiveBuffer:
                     offset=2,
                 )
             header = self._header = (pdu_type, length)
-            if length >= _ASSEMBLE_IN_PLACE and self._size < length:
-                self._body = bytearray(length)
-                self._filled = self._size
-                self._size = 0
-                self._drain_into(self._body, self._filled, 0)
         pdu_type, length = header
         body = self._body
+        if (
+            body is None
+            and length >= _ASSEMBLE_IN_PLACE
+            and length > self._size
+            and (length <= _PREALLOCATE or self._size >= length >> 3)
+        ):
+            body = self._body = bytearray(length)
+            self._filled = self._size
+            self._size = 0
+            self._drain_into(body, self._filled, 0)
         if body is not None:
             if self._filled < length:
                 return None

@@ -558,3 +558,26 @@ def dimse_messages(
     a receiver keeps them.
     """
     return st.one_of([_dimse_message(cls) for cls in classes or DIMSE_MESSAGE_CLASSES])
+
+
+# -- mutated streams: for fuzzing dul, or another stack -----------------------------------------
+
+from ._mutate import (  # noqa: E402 - re-exported: dul.testing is the public face of dul._mutate
+    chunked,
+    connection_in,
+    feed,
+    mutate,
+    mutated_streams,
+    pdu_streams,
+    random_pick,
+)
+
+__all__ += [
+    "chunked",
+    "connection_in",
+    "feed",
+    "mutate",
+    "mutated_streams",
+    "pdu_streams",
+    "random_pick",
+]

@@ -1,0 +1,1 @@
+"""Fuzzing a live DICOM peer over loopback with dul-built, mutated associations."""

@@ -1,0 +1,504 @@
+"""Hostile sizes: each is refused, or handled, in bounded time and memory.
+
+Peaks are measured with tracemalloc and printed (``pytest -s`` shows them); the bounds asserted
+are generous, a few times what was measured, so that they catch a change of order (a buffer
+that grows with the declared length, objects built for bytes nobody will read), not noise.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import attrs
+import pytest
+
+import dul
+from dul import (
+    Abort,
+    AbortReason,
+    AbortSource,
+    AssociateRequest,
+    Connection,
+    LocalProtocolError,
+    PDataReceived,
+    PresentationContext,
+    RemoteProtocolError,
+    Role,
+    State,
+    UserIdentity,
+    UserInformation,
+)
+from dul._connection import DEFAULT_ASSOCIATE_LENGTH_LIMIT, DEFAULT_PDU_LENGTH_LIMIT
+from dul._mutate import Scenario, connection_in, default_accept, default_request, length_fields
+from dul.dimse import AcceptorPolicy
+
+T = TypeVar("T")
+KB = 1024
+MB = 1024 * 1024
+VERIFICATION = "1.2.840.10008.1.1"
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+INVALID = AbortReason.INVALID_PDU_PARAMETER_VALUE
+#: What an acceptor in Sta2 answers to anything but a valid A-ASSOCIATE-RQ: AA-1's A-ABORT.
+AA_1 = Abort(source=AbortSource.SERVICE_USER, reason=0)
+
+
+@attrs.define
+class Measure:
+    """What :func:`measured` found: wall time, and the tracemalloc peak above the start."""
+
+    seconds: float = 0.0
+    peak: int = 0
+
+
+@contextmanager
+def measured(what: str) -> Iterator[Measure]:
+    """Time and tracemalloc peak of the block (allocations made before it do not count)."""
+    result = Measure()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        result.seconds = time.perf_counter() - start
+        result.peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        print(f"\n{what}: {result.seconds * 1000:.1f} ms, peak {result.peak / KB:.1f} KiB")
+
+
+def raises_remote(call: Callable[[], T]) -> RemoteProtocolError:
+    with pytest.raises(RemoteProtocolError) as caught:
+        call()
+    return caught.value
+
+
+def pdu(pdu_type: int, body: bytes) -> bytes:
+    return struct.pack(">BxL", pdu_type, len(body)) + body
+
+
+def request(
+    contexts: int = 1, transfer_syntaxes: tuple[str, ...] = (IMPLICIT_LE,)
+) -> AssociateRequest:
+    """An A-ASSOCIATE-RQ proposing ``contexts`` contexts with odd IDs 1, 3, 5..."""
+    return AssociateRequest(
+        called_ae_title="STORESCP",
+        calling_ae_title="STORESCU",
+        presentation_contexts=tuple(
+            PresentationContext(
+                context_id=2 * i + 1,
+                abstract_syntax=CT_IMAGE_STORAGE if i else VERIFICATION,
+                transfer_syntaxes=transfer_syntaxes,
+            )
+            for i in range(contexts)
+        ),
+    )
+
+
+def unlimited_requestor() -> Connection:
+    """A requestor in Sta6 that announced maximum length 0: only pdu_length_limit bounds it."""
+    rq = attrs.evolve(default_request(), user_information=UserInformation(maximum_length=0))
+    return connection_in(Scenario(Role.REQUESTOR, State(6)), rq)
+
+
+# -- declared lengths ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scenario", "pdu_type"),
+    [
+        (Scenario(Role.ACCEPTOR, State(2)), 0x01),
+        (Scenario(Role.ACCEPTOR, State(2)), 0x04),
+        (Scenario(Role.REQUESTOR, State(5)), 0x02),
+        (Scenario(Role.REQUESTOR, State(6)), 0x04),
+        (Scenario(Role.ACCEPTOR, State(6)), 0x05),
+        (Scenario(Role.ACCEPTOR, State(13), "release"), 0x07),
+    ],
+    ids=lambda v: str(v) if isinstance(v, Scenario) else f"type {v:02X}H",
+)
+def test_4_gib_pdu_is_refused_from_its_header(scenario: Scenario, pdu_type: int) -> None:
+    """A PDU declaring 0xFFFFFFFF bytes is refused as soon as its 6-byte header is complete:
+    not one more byte is waited for or buffered (reason 6, offset 2: the length field)."""
+    conn = connection_in(scenario)
+    following = bytes(MB)
+    with measured(f"4 GiB {pdu_type:02X}H to {scenario}") as m:
+        conn.receive_data(bytes((pdu_type, 0)) + b"\xff\xff\xff\xff")
+        if scenario.state is State(13):  # AA-7: answered, silently
+            assert conn.next_event() is dul.NEED_DATA
+            assert dul.decode(conn.data_to_send())[0].source == AbortSource.SERVICE_PROVIDER
+        else:
+            error = raises_remote(conn.next_event)
+            assert (error.reason, error.offset) == (INVALID, 2)
+            assert dul.encode(error.reply) == conn.data_to_send()
+        conn.receive_data(following)  # what follows is discarded, not buffered
+        assert conn.next_event() is dul.NEED_DATA
+        assert len(conn._buffer) == 0
+    assert conn.state is State.AWAITING_TRANSPORT_CLOSE
+    assert m.peak < 64 * KB
+    assert m.seconds < 1
+
+
+def test_a_header_alone_allocates_nothing_like_its_length() -> None:
+    """A P-DATA-TF header declaring 16 MiB (the cap, before any association) and 1000 bytes:
+    the body is not allocated until an eighth of it has arrived. Regression: in-place assembly
+    of large PDUs allocated the declared length on the header (20 such connections, 7 bytes
+    each: 336 MB)."""
+    conn = Connection(Role.ACCEPTOR)
+    header = b"\x04\x00" + DEFAULT_PDU_LENGTH_LIMIT.to_bytes(4, "big")
+    following = bytes(1000)
+    with measured("a header declaring 16 MiB, then 1000 bytes") as m:
+        conn.receive_data(header + following)
+        assert conn.next_event() is dul.NEED_DATA
+    assert m.peak < 64 * KB
+    eighth = bytes(DEFAULT_PDU_LENGTH_LIMIT // 8)
+    with measured("then an eighth of it") as m:
+        conn.receive_data(eighth)
+        assert conn.next_event() is dul.NEED_DATA
+    # Now assembled in place: the declared length, 8 times what arrived (plus a transient copy).
+    assert m.peak < DEFAULT_PDU_LENGTH_LIMIT + 2 * len(eighth) + MB
+
+
+def _set_length(data: bytes, offset: int, width: int, value: int) -> bytes:
+    return data[:offset] + value.to_bytes(width, "big") + data[offset + width :]
+
+
+ECHO_RQ = dul.encode(request(transfer_syntaxes=(IMPLICIT_LE, "1.2.840.10008.1.2.1")))
+ECHO_RQ_FIELDS = length_fields(ECHO_RQ)[1:]  # every item and sub-item length, not the PDU's
+
+
+@pytest.mark.parametrize(("offset", "width"), ECHO_RQ_FIELDS, ids=lambda v: str(v))
+@pytest.mark.parametrize("value", ["+1", "0xFFFF"])
+def test_item_longer_than_its_parent(offset: int, width: int, value: str) -> None:
+    """Each item and sub-item length of an A-ASSOCIATE-RQ set past the end of its parent
+    (0xFFFF), or one byte longer (it then eats the next item's header): the request is refused
+    (reason 6), and nothing is read past the PDU."""
+    length = int.from_bytes(ECHO_RQ[offset : offset + width], "big")
+    new = 0xFFFF if value == "0xFFFF" else length + 1
+    data = _set_length(ECHO_RQ, offset, width, new)
+    conn = Connection(Role.ACCEPTOR)
+    conn.receive_data(data + dul.encode(dul.ReleaseRequest()))
+    error = raises_remote(conn.next_event)
+    assert error.reason == INVALID
+    assert error.offset is not None
+    if value == "0xFFFF":  # found at the item that overruns
+        assert error.offset <= offset + width
+    assert error.reply == AA_1
+    assert conn.next_event() is dul.NEED_DATA  # framing lost: the A-RELEASE-RQ is dropped
+
+
+def test_pdv_longer_than_its_pdu() -> None:
+    """A PDV item length past the end of the P-DATA-TF (up to 0xFFFFFFFF): reason 6."""
+    for length in (4, 0x1_0000, 0xFFFF_FFFF):
+        conn = connection_in(Scenario(Role.ACCEPTOR, State(6)))
+        conn.receive_data(pdu(0x04, struct.pack(">LBB", length, 1, 3) + b"\0"))
+        error = raises_remote(conn.next_event)
+        assert (error.reason, error.reply) == (INVALID, Abort(source=2, reason=INVALID))
+
+
+# -- presentation contexts -------------------------------------------------------------------
+
+
+def test_all_128_context_ids_are_accepted() -> None:
+    """An A-ASSOCIATE-RQ with every odd ID, 1 to 255 (~10 KB, as DCMTK's storescu sends)."""
+    rq = request(contexts=128, transfer_syntaxes=(EXPLICIT_LE, IMPLICIT_LE))
+    data = dul.encode(rq)
+    assert 9 * KB < len(data) < 12 * KB
+    conn = Connection(Role.ACCEPTOR)
+    policy = AcceptorPolicy(contexts={VERIFICATION: (), CT_IMAGE_STORAGE: ()})
+    with measured(f"128 contexts, {len(data)} bytes, decoded and answered") as m:
+        conn.receive_data(data)
+        received = conn.next_event()
+        assert isinstance(received, AssociateRequest)
+        conn.send(policy.evaluate(received))
+    assert [c.context_id for c in received.presentation_contexts] == list(range(1, 256, 2))
+    assert conn.state is State.ESTABLISHED
+    assert len(conn.accepted_contexts) == 128
+    assert m.peak < 2 * MB
+
+
+def test_duplicate_context_ids_are_refused() -> None:
+    """The same 128 contexts, but ID 255 is ID 1 again: refused with reason 6 (the exception's
+    diagnostic); in Sta2 the A-ABORT on the wire is AA-1's (service user, reason 0)."""
+    rq = request(contexts=128)
+    contexts = (
+        *rq.presentation_contexts[:-1],
+        attrs.evolve(rq.presentation_contexts[-1], context_id=1),
+    )
+    data = dul.encode(attrs.evolve(rq, presentation_contexts=contexts), strict=False)
+    with pytest.raises(LocalProtocolError, match="unique"):
+        dul.encode(attrs.evolve(rq, presentation_contexts=contexts))  # never sent by dul
+    conn = Connection(Role.ACCEPTOR)
+    conn.receive_data(data)
+    error = raises_remote(conn.next_event)
+    assert error.reason == INVALID
+    assert "twice" in str(error)
+    assert error.reply == AA_1
+    assert dul.decode(conn.data_to_send()) == [AA_1]
+
+
+# -- user identity ---------------------------------------------------------------------------
+
+
+def _identity_info(primary: int) -> UserInformation:
+    return UserInformation(
+        user_identity=UserIdentity(identity_type=2, primary=b"u" * primary, secondary=b"")
+    )
+
+
+def test_largest_user_identity_that_fits() -> None:
+    """A user identity as large as the user information item allows (its length is 16 bits:
+    65535) is accepted; one byte more cannot be encoded."""
+    base = dul.encode(attrs.evolve(request(), user_information=_identity_info(1)))
+    at = base.index(b"\x50\x00", 74)
+    room = 0xFFFF - int.from_bytes(base[at + 2 : at + 4], "big")
+    largest = 1 + room
+    data = dul.encode(attrs.evolve(request(), user_information=_identity_info(largest)))
+    at = data.index(b"\x50\x00", 74)
+    assert data[at + 2 : at + 4] == b"\xff\xff"
+    conn = Connection(Role.ACCEPTOR)
+    with measured(f"user identity of {largest} bytes") as m:
+        conn.receive_data(data)
+        received = conn.next_event()
+    assert isinstance(received, AssociateRequest)
+    identity = received.user_information.user_identity
+    assert isinstance(identity, UserIdentity)
+    assert len(identity.primary) == largest
+    assert m.peak < 1 * MB
+    with pytest.raises(LocalProtocolError, match="65535"):
+        dul.encode(attrs.evolve(request(), user_information=_identity_info(largest + 1)))
+
+
+@pytest.mark.parametrize("field", ["primary", "secondary", "sub-item"])
+def test_user_identity_lengths_that_claim_more(field: str) -> None:
+    """The largest user identity, with its primary or secondary field length, or its sub-item
+    length, claiming more than there is: refused, reason 6."""
+    data = dul.encode(attrs.evolve(request(), user_information=_identity_info(60_000)))
+    at = data.index(b"\x58\x00", 74)  # the user identity sub-item (58H)
+    if field == "sub-item":
+        data = _set_length(data, at + 2, 2, int.from_bytes(data[at + 2 : at + 4], "big") + 1)
+    elif field == "primary":
+        data = _set_length(data, at + 6, 2, 60_001)
+    else:
+        data = _set_length(data, at + 8 + 60_000, 2, 1)
+    conn = Connection(Role.ACCEPTOR)
+    conn.receive_data(data)
+    error = raises_remote(conn.next_event)
+    assert error.reason == INVALID
+    assert error.reply == AA_1
+
+
+# -- large requests, and the caps --------------------------------------------------------------
+
+
+def _large_request() -> AssociateRequest:
+    """128 contexts, each proposing 15 transfer syntaxes of 64 characters: about 135 KB."""
+    syntaxes = tuple(f"1.2.3.{n}.".ljust(64, "9") for n in range(15))
+    return request(contexts=128, transfer_syntaxes=syntaxes)
+
+
+def test_130_kb_request_fits_under_the_associate_cap() -> None:
+    data = dul.encode(_large_request())
+    assert 130 * KB < len(data) < DEFAULT_ASSOCIATE_LENGTH_LIMIT
+    conn = Connection(Role.ACCEPTOR)
+    with measured(f"A-ASSOCIATE-RQ of {len(data)} bytes") as m:
+        conn.receive_data(data)
+        received = conn.next_event()
+    assert isinstance(received, AssociateRequest)
+    assert sum(len(c.transfer_syntaxes) for c in received.presentation_contexts) == 128 * 15
+    assert m.peak < 4 * MB
+    assert m.seconds < 2
+
+
+def test_130_kb_request_is_refused_under_a_smaller_cap() -> None:
+    """With associate_length_limit below its length, refused from the header alone."""
+    data = dul.encode(_large_request())
+    conn = Connection(Role.ACCEPTOR, associate_length_limit=64 * KB)
+    conn.receive_data(data[:6])
+    error = raises_remote(conn.next_event)
+    assert (error.reason, error.offset, error.reply) == (INVALID, 2, AA_1)
+    assert "65536" in str(error)
+
+
+def test_request_of_empty_unknown_items() -> None:
+    """An A-ASSOCIATE-RQ padded with 256 KiB of empty items of an unknown type: handled (they
+    are kept as UnknownItem, PS3.8 §9.3.1). The worst decoded size per byte of a request: about
+    50 times (measured: 256 KiB -> ~13 MB; the default 1 MiB cap -> ~54 MB, 0.5 s)."""
+    count = 256 * KB // 4
+    data = dul.encode(request())
+    body = data[6:] + struct.pack(">BxH", 0x7F, 0) * count
+    data = pdu(0x01, body)
+    conn = Connection(Role.ACCEPTOR)
+    with measured(f"A-ASSOCIATE-RQ with {count} empty unknown items ({len(data)} bytes)") as m:
+        conn.receive_data(data)
+        received = conn.next_event()
+    assert isinstance(received, AssociateRequest)
+    assert len(received.unknown_items) == count
+    assert m.peak < 100 * len(data)
+
+
+def test_caps_are_configurable_and_exact() -> None:
+    """A PDU of exactly the cap passes framing; one byte more is refused."""
+    data = dul.encode(request())
+    body = len(data) - 6
+    conn = Connection(Role.ACCEPTOR, associate_length_limit=body)
+    conn.receive_data(data)
+    assert isinstance(conn.next_event(), AssociateRequest)
+    conn = Connection(Role.ACCEPTOR, associate_length_limit=body - 1)
+    conn.receive_data(data)
+    assert raises_remote(conn.next_event).offset == 2
+
+    for limit, size, refused in ((1000, 1000, False), (1000, 1001, True)):
+        rq = attrs.evolve(default_request(), user_information=UserInformation(maximum_length=0))
+        conn = connection_in(Scenario(Role.REQUESTOR, State(6)), rq, pdu_length_limit=limit)
+        conn.receive_data(pdu(0x04, struct.pack(">LBB", size - 4, 1, 3) + bytes(size - 6)))
+        if refused:
+            assert raises_remote(conn.next_event).offset == 2
+        else:
+            assert isinstance(conn.next_event(), PDataReceived)
+
+
+@pytest.mark.parametrize(
+    ("announced", "cap", "limit"), [(4096, 1 << 20, 4096), (1 << 20, 4096, 4096)]
+)
+def test_announced_maximum_length_and_cap_the_smaller_wins(
+    announced: int, cap: int, limit: int
+) -> None:
+    """What we receive is bounded by the maximum length we announced and by the cap."""
+    rq = attrs.evolve(default_request(), user_information=UserInformation(maximum_length=announced))
+    for size, refused in ((limit, False), (limit + 1, True)):
+        conn = connection_in(Scenario(Role.REQUESTOR, State(6)), rq, pdu_length_limit=cap)
+        conn.receive_data(pdu(0x04, struct.pack(">LBB", size - 4, 1, 3) + bytes(size - 6)))
+        if refused:
+            assert raises_remote(conn.next_event).offset == 2
+        else:
+            assert isinstance(conn.next_event(), PDataReceived)
+
+
+def test_defaults() -> None:
+    conn = Connection(Role.ACCEPTOR)
+    assert (conn.pdu_length_limit, conn.associate_length_limit) == (DEFAULT_PDU_LENGTH_LIMIT, MB)
+    assert DEFAULT_PDU_LENGTH_LIMIT == 16 * MB
+
+
+# -- many tiny PDVs --------------------------------------------------------------------------
+
+
+def _tiny_pdvs(count: int) -> bytes:
+    """A P-DATA-TF of ``count`` PDVs of one data byte each, on context 1 (7 bytes each)."""
+    return pdu(0x04, struct.pack(">LBBB", 3, 1, 0, 0x55) * count)
+
+
+def test_100_000_tiny_pdvs_are_handled() -> None:
+    """One P-DATA-TF of 100 000 one-byte PDVs (700 KB) to a connection that announced no limit.
+
+    Every PDV becomes an object holding a view of the PDU: about 260 bytes each, 40 times the
+    wire size. Measured on a 2-core machine: ~0.5 s (2.6 s under tracemalloc), peak ~27 MB.
+    """
+    data = _tiny_pdvs(100_000)
+    assert len(data) == 6 + 700_000
+    conn = unlimited_requestor()
+    start = time.perf_counter()
+    conn.receive_data(data)
+    event = conn.next_event()
+    seconds = time.perf_counter() - start
+    print(f"\n100 000 tiny PDVs: {seconds * 1000:.0f} ms without tracemalloc")
+    assert isinstance(event, PDataReceived)
+    assert len(event.values) == 100_000
+    assert bytes(event.values[-1].data) == b"\x55"
+    del event
+    conn = unlimited_requestor()
+    with measured("100 000 tiny PDVs, decoded") as m:
+        conn.receive_data(data)
+        event = conn.next_event()
+        assert isinstance(event, PDataReceived)
+        del event
+    assert seconds < 10
+    assert m.peak < 64 * MB
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        Scenario(Role.ACCEPTOR, State(2)),
+        Scenario(Role.REQUESTOR, State(5)),
+        Scenario(Role.ACCEPTOR, State(13), "release"),
+    ],
+    ids=str,
+)
+def test_tiny_pdvs_where_pdata_is_not_delivered_build_nothing(scenario: Scenario) -> None:
+    """Before the association (or once it is ending), a P-DATA-TF is only validated: its PDVs
+    are never built. Regression: a 16 MiB P-DATA-TF of empty PDVs sent to a fresh acceptor,
+    before any A-ASSOCIATE-RQ, cost 842 MB and 24 s to decode, then was refused (AA-1)."""
+    count = 256 * KB // 6
+    data = pdu(0x04, struct.pack(">LBB", 2, 1, 0) * count)
+    # Both sides announce no maximum length: only pdu_length_limit (16 MiB) bounds the PDU.
+    unlimited = UserInformation(maximum_length=0)
+    rq = attrs.evolve(default_request(), user_information=unlimited)
+    conn = connection_in(scenario, rq, attrs.evolve(default_accept(rq), user_information=unlimited))
+    assert conn._limit == DEFAULT_PDU_LENGTH_LIMIT
+    with measured(f"256 KiB of empty PDVs ({count}) to {scenario}") as m:
+        conn.receive_data(data)
+        if scenario.state is State(13):
+            assert conn.next_event() is dul.NEED_DATA  # AA-6: ignored
+        else:
+            raises_remote(conn.next_event)
+    assert m.peak < 256 * KB  # was 11 MB: 45 times the PDU's size
+
+
+def test_invalid_pdata_is_still_refused_where_not_delivered() -> None:
+    """Validation without building still finds a bad PDV: in Sta13, Evt19 (AA-7) and not
+    Evt10 (AA-6, ignored)."""
+    conn = connection_in(Scenario(Role.ACCEPTOR, State(13), "release"))
+    conn.receive_data(pdu(0x04, struct.pack(">LBB", 2, 1, 0) * 1000 + struct.pack(">LBB", 2, 2, 0)))
+    assert conn.next_event() is dul.NEED_DATA
+    assert dul.decode(conn.data_to_send()) == [Abort(source=2, reason=INVALID)]
+
+
+# -- a peer that stops reading ---------------------------------------------------------------
+
+
+def test_send_side_keeps_nothing() -> None:
+    """The core has no send buffer: send() and send_data() hand the bytes over and keep none,
+    so a peer that stops reading can only fill what the driver buffers. (Drivers: write with
+    back-pressure, and give up on a peer that does not read within a timeout.)"""
+    rq = attrs.evolve(default_request(), user_information=UserInformation(maximum_length=0))
+    conn = connection_in(Scenario(Role.REQUESTOR, State(6)), rq)
+    payload = bytes(16 * KB)
+    with measured("2000 x 16 KB send_data, output dropped") as m:
+        for _ in range(2000):
+            buffers = conn.send_data(1, payload, is_command=False)
+            assert all(b.obj is payload for b in buffers[1::2])  # views: not copied
+            del buffers
+            data = conn.send(
+                dul.PData(
+                    values=(
+                        dul.PresentationDataValue(
+                            context_id=1, is_command=True, is_last=True, data=b"x" * 100
+                        ),
+                    )
+                )
+            )
+            del data
+        assert conn.data_to_send() == b""
+        assert not conn._outgoing
+    assert m.peak < 256 * KB  # 32 MB went out
+
+
+def test_data_to_send_holds_at_most_a_reply() -> None:
+    """What the protocol itself queues is bounded: after a protocol error, framing is lost and
+    the rest of the input is discarded, whatever its size."""
+    conn = Connection(Role.ACCEPTOR)
+    junk = bytes((0x09, 0, 0, 0, 0, 0)) * (MB // 6)
+    conn.receive_data(junk)
+    raises_remote(conn.next_event)
+    for _ in range(100):
+        conn.receive_data(junk[: 64 * KB])
+        assert conn.next_event() is dul.NEED_DATA
+    assert dul.decode(conn.data_to_send()) == [AA_1]
