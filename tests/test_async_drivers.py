@@ -611,15 +611,18 @@ def test_cancelling_a_transfer_aborts_the_association(
 # -- ARTIM, the association bound --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sent", [0, 40], ids=["nothing", "a partial request"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_artim_closes_a_peer_that_never_sends_a_request(kind: str) -> None:
-    """PS3.8 §9.1.4: the acceptor starts ARTIM on connect and closes when it expires."""
+def test_artim_closes_a_peer_that_never_sends_a_request(kind: str, sent: int) -> None:
+    """PS3.8 §9.1.4: the acceptor starts ARTIM on connect and closes when it expires, whether
+    the peer sends nothing or starts an A-ASSOCIATE-RQ and never finishes it."""
     received = Received()
     timeouts = sockets_driver.Timeouts(acse=LIVENESS, artim=0.2)
     with (
         running_server(kind, received, timeouts=timeouts) as scp,
         socket.create_connection((HOST, scp.port), timeout=LIVENESS) as sock,
     ):
+        sock.sendall(dul.encode(association_request())[:sent])
         assert sock.recv(1) == b""  # closed by the acceptor (a timeout here fails the test)
     assert received.causes == [dul.CloseCause.ARTIM_EXPIRED]
 
