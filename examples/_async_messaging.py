@@ -7,13 +7,18 @@ calls on them, once for both drivers.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Any
 
+import dul
 from dul import dimse
 from examples.sockets.driver import DriverError
 
-__all__ = ["AsyncMessaging", "DatasetReader", "Handler", "echo_handler"]
+__all__ = ["AsyncMessaging", "AsyncServing", "DatasetReader", "Handler", "echo_handler"]
+
+_LOG = logging.getLogger(__name__)
 
 _Buffer = bytes | bytearray | memoryview
 Association = Any  # either driver's Association: both mix in AsyncMessaging
@@ -189,3 +194,79 @@ async def echo_handler(
         ),
         context_id=event.context_id,
     )
+
+
+class AsyncServing:
+    """An async server's life of one association, once for both drivers: negotiate, dispatch
+    each message to its handler, answer releases, abort on errors."""
+
+    policy: dimse.AcceptorPolicy
+    handlers: dict[type[dimse.Message], Handler]
+    timeouts: Any
+
+    async def _refuse(self, assoc: Association) -> None:
+        try:
+            with contextlib.suppress(DriverError, TimeoutError, dul.ProtocolError):
+                event = await assoc.next_event(self.timeouts.acse)
+                if isinstance(event, dul.AssociateRequest):
+                    await assoc.write(
+                        assoc.session.send(event.reject(result=2, source=3, reason=2))
+                    )
+                    while assoc.closed is None:
+                        await assoc.next_event(self.timeouts.artim)
+        finally:
+            await assoc.close()
+
+    async def _run(self, assoc: Association) -> None:
+        try:
+            while assoc.closed is None:
+                event = await assoc.next_event(self._wait(assoc))
+                if isinstance(event, dul.AssociateRequest):
+                    answer = self.policy.evaluate(event)
+                    assoc._trace("sent", answer)
+                    await assoc.write(assoc.session.send(answer))
+                elif isinstance(event, dul.ReleaseRequest):
+                    assoc._trace("sent", event.response())
+                    await assoc.write(assoc.session.send(event.response()))
+                elif isinstance(event, dimse.MessageReceived):
+                    await self._dispatch(assoc, event)
+        except (TimeoutError, DriverError, dul.RemoteProtocolError):
+            await assoc.abort()
+        except Exception:  # a handler's bug must not take the server down
+            _LOG.exception("association aborted: a handler failed")
+            await assoc.abort()
+        except BaseException:
+            await assoc.abort()
+            raise
+        finally:
+            await assoc.close()
+
+    def _wait(self, assoc: Association) -> float | None:
+        if assoc.connection.state is dul.State.AWAITING_LOCAL_ASSOCIATE_RESPONSE:
+            return self.timeouts.acse
+        if assoc.connection.state is dul.State.ESTABLISHED:
+            return self.timeouts.dimse
+        return None  # ARTIM or the peer's close bounds the other states
+
+    async def _dispatch(self, assoc: Association, event: dimse.MessageReceived) -> None:
+        dataset = DatasetReader(assoc, event)
+        handler = self.handlers.get(type(event.message))
+        if handler is None:
+            await dataset.drain()
+            await self._unsupported(assoc, event)
+            return
+        await handler(assoc, event, dataset)
+        await dataset.drain()
+
+    async def _unsupported(self, assoc: Association, event: dimse.MessageReceived) -> None:
+        """Answer a request we have no handler for: 0x0211 Unrecognized Operation."""
+        message = event.message
+        if not isinstance(message, dimse.Request):
+            return
+        response_class = dimse.MESSAGE_CLASSES.get(message.COMMAND_FIELD | 0x8000)
+        if response_class is None:  # pragma: no cover - every request has a response class
+            return
+        response = response_class(  # type: ignore[call-arg]
+            message_id_being_responded_to=message.message_id, status=0x0211
+        )
+        await assoc.send(response, context_id=event.context_id)

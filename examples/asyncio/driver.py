@@ -33,7 +33,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 import dul
 from dul import dimse
-from examples._async_messaging import AsyncMessaging, DatasetReader, Handler, echo_handler
+from examples._async_messaging import (
+    AsyncMessaging,
+    AsyncServing,
+    DatasetReader,
+    Handler,
+    echo_handler,
+)
 from examples.sockets.driver import (
     AssociationAborted,
     AssociationRejected,
@@ -489,7 +495,7 @@ class Association(AsyncMessaging):
             await self.abort()
 
 
-class Server:
+class Server(AsyncServing):
     """An acceptor on ``host:port``: a task per association, at most ``max_associations``.
 
     A request beyond that bound is rejected (transient, local limit exceeded: RJ 2/3/2).
@@ -589,70 +595,3 @@ class Server:
             self._active -= 1
             if self.on_close is not None:
                 self.on_close(assoc)
-
-    async def _refuse(self, assoc: Association) -> None:
-        try:
-            with contextlib.suppress(DriverError, TimeoutError, dul.ProtocolError):
-                event = await assoc.next_event(self.timeouts.acse)
-                if isinstance(event, dul.AssociateRequest):
-                    await assoc.write(
-                        assoc.session.send(event.reject(result=2, source=3, reason=2))
-                    )
-                    while assoc.closed is None:
-                        await assoc.next_event(self.timeouts.artim)
-        finally:
-            await assoc.close()
-
-    async def _run(self, assoc: Association) -> None:
-        try:
-            while assoc.closed is None:
-                event = await assoc.next_event(self._wait(assoc))
-                if isinstance(event, dul.AssociateRequest):
-                    answer = self.policy.evaluate(event)
-                    assoc._trace("sent", answer)
-                    await assoc.write(assoc.session.send(answer))
-                elif isinstance(event, dul.ReleaseRequest):
-                    assoc._trace("sent", event.response())
-                    await assoc.write(assoc.session.send(event.response()))
-                elif isinstance(event, dimse.MessageReceived):
-                    await self._dispatch(assoc, event)
-        except (TimeoutError, DriverError, dul.RemoteProtocolError):
-            await assoc.abort()
-        except Exception:  # a handler's bug must not take the server down
-            _LOG.exception("association aborted: a handler failed")
-            await assoc.abort()
-        except BaseException:
-            await assoc.abort()
-            raise
-        finally:
-            await assoc.close()
-
-    def _wait(self, assoc: Association) -> float | None:
-        if assoc.connection.state is dul.State.AWAITING_LOCAL_ASSOCIATE_RESPONSE:
-            return self.timeouts.acse
-        if assoc.connection.state is dul.State.ESTABLISHED:
-            return self.timeouts.dimse
-        return None  # ARTIM or the peer's close bounds the other states
-
-    async def _dispatch(self, assoc: Association, event: dimse.MessageReceived) -> None:
-        dataset = DatasetReader(assoc, event)
-        handler = self.handlers.get(type(event.message))
-        if handler is None:
-            await dataset.drain()
-            await self._unsupported(assoc, event)
-            return
-        await handler(assoc, event, dataset)
-        await dataset.drain()
-
-    async def _unsupported(self, assoc: Association, event: dimse.MessageReceived) -> None:
-        """Answer a request we have no handler for: 0x0211 Unrecognized Operation."""
-        message = event.message
-        if not isinstance(message, dimse.Request):
-            return
-        response_class = dimse.MESSAGE_CLASSES.get(message.COMMAND_FIELD | 0x8000)
-        if response_class is None:  # pragma: no cover - every request has a response class
-            return
-        response = response_class(  # type: ignore[call-arg]
-            message_id_being_responded_to=message.message_id, status=0x0211
-        )
-        await assoc.send(response, context_id=event.context_id)
