@@ -14,7 +14,7 @@ from typing import Any
 
 import dul
 from dul import dimse
-from examples.sockets.driver import DriverError
+from examples.sockets.driver import AssociationAborted, DriverError
 
 __all__ = ["AsyncMessaging", "AsyncServing", "DatasetReader", "Handler", "echo_handler"]
 
@@ -25,10 +25,55 @@ Association = Any  # either driver's Association: both mix in AsyncMessaging
 
 
 class AsyncMessaging:
-    """DIMSE-level calls of an async association, on top of its I/O primitives."""
+    """DIMSE-level calls of an async association, on top of its I/O primitives (``write``,
+    ``next_event``, ``abort``, ``_trace``), once for both drivers."""
 
     session: dimse.Session
     timeouts: Any
+
+    async def _next_upper(self, timeout: float | None) -> object:
+        """The next event; an abort or close becomes :class:`AssociationAborted`."""
+        try:
+            event = await self.next_event(timeout)
+        except TimeoutError:
+            await self.abort()
+            raise
+        if isinstance(event, dul.Abort):
+            await self.next_event(0)  # the ConnectionClosed that follows
+            raise AssociationAborted(
+                f"aborted by the peer: {event}", dul.CloseCause.ABORTED_BY_PEER
+            )
+        if isinstance(event, dul.ConnectionClosed) and event.cause not in (
+            dul.CloseCause.RELEASED,
+            dul.CloseCause.REJECTED,
+        ):
+            raise AssociationAborted(f"association ended: {event.cause.value}", event.cause)
+        return event
+
+    @property
+    def accept(self) -> dul.AssociateAccept | None:
+        """The A-ASSOCIATE-AC of this association."""
+        return self.connection.accept
+
+    def context_for(self, abstract_syntax: str, transfer_syntax: str | None = None) -> int:
+        """An accepted context for ``abstract_syntax``; see :meth:`Session.context_for`."""
+        return self.session.context_for(abstract_syntax, transfer_syntax)
+
+    async def send(
+        self,
+        message: dimse.Message,
+        *,
+        context_id: int,
+        dataset: bytes | bytearray | memoryview | None = None,
+        dataset_follows: bool = False,
+    ) -> None:
+        """Send a message (and its data set) in one gather-write."""
+        self._trace("sent", message)
+        await self.write(
+            self.session.send_message(
+                message, context_id=context_id, dataset=dataset, dataset_follows=dataset_follows
+            )
+        )
 
     async def send_dataset_stream(
         self, context_id: int, chunks: Iterable[_Buffer] | AsyncIterable[_Buffer], length: int

@@ -376,50 +376,6 @@ class Association(AsyncMessaging):
             raise AssociationRejected(event)
         raise AssociationAborted(f"association refused: {event}")
 
-    async def _next_upper(self, timeout: float | None) -> object:
-        """The next event; an abort or close becomes :class:`AssociationAborted`."""
-        try:
-            event = await self.next_event(timeout)
-        except TimeoutError:
-            await self.abort()
-            raise
-        if isinstance(event, dul.Abort):
-            await self.next_event(0)  # the ConnectionClosed that follows
-            raise AssociationAborted(
-                f"aborted by the peer: {event}", dul.CloseCause.ABORTED_BY_PEER
-            )
-        if isinstance(event, dul.ConnectionClosed) and event.cause not in (
-            dul.CloseCause.RELEASED,
-            dul.CloseCause.REJECTED,
-        ):
-            raise AssociationAborted(f"association ended: {event.cause.value}", event.cause)
-        return event
-
-    @property
-    def accept(self) -> dul.AssociateAccept | None:
-        """The A-ASSOCIATE-AC of this association."""
-        return self.connection.accept
-
-    def context_for(self, abstract_syntax: str, transfer_syntax: str | None = None) -> int:
-        """An accepted context for ``abstract_syntax``; see :meth:`Session.context_for`."""
-        return self.session.context_for(abstract_syntax, transfer_syntax)
-
-    async def send(
-        self,
-        message: dimse.Message,
-        *,
-        context_id: int,
-        dataset: bytes | bytearray | memoryview | None = None,
-        dataset_follows: bool = False,
-    ) -> None:
-        """Send a message (and its data set) in one gather-write."""
-        self._trace("sent", message)
-        await self.write(
-            self.session.send_message(
-                message, context_id=context_id, dataset=dataset, dataset_follows=dataset_follows
-            )
-        )
-
     # -- ending ----------------------------------------------------------------------------
 
     async def release(self) -> None:
