@@ -40,6 +40,7 @@ import trio
 import dul
 from dul import describe, dimse
 from dul.uids import UID_NAMES
+from examples.tools.cli import describe_foreign_elements
 
 __all__ = ["Proxy", "main"]
 
@@ -62,7 +63,7 @@ def describe_message(message: dimse.Message) -> str:
     lines = [message_name(message)]
     for attribute in attrs.fields(type(message)):
         value = getattr(message, attribute.name)
-        if value is None or value == ():
+        if value is None or value == () or attribute.name == "foreign_elements":
             continue
         if attribute.name == "status":
             text = f"{value:#06x} ({dimse.status_category(value).value})"
@@ -72,6 +73,7 @@ def describe_message(message: dimse.Message) -> str:
         else:
             text = repr(value)
         lines.append(f"  {attribute.name}: {text}")
+    lines.extend(f"  {line}" for line in describe_foreign_elements(message))
     return "\n".join(lines)
 
 

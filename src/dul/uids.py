@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from ._uid_table import PYDICOM_VERSION, STORAGE, UIDS
+from ._uid_table import PYDICOM_VERSION as _PYDICOM_VERSION
+from ._uid_table import STORAGE, UIDS
 
 __all__ = [
     "PYDICOM_VERSION",
@@ -26,6 +27,8 @@ __all__ = [
     "uid_name",
 ]
 
+#: The pydicom release the table was generated from (``scripts/make_uids.py``).
+PYDICOM_VERSION: str = _PYDICOM_VERSION
 #: UID → name, as PS3.6 Annex A spells it ("CT Image Storage", "Explicit VR Little Endian").
 UID_NAMES: Mapping[str, str] = MappingProxyType(
     {uid: entry[0] for uid, entry in UIDS.items() if entry[0]}
