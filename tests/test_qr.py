@@ -604,7 +604,9 @@ def test_port_in_use(driver: str, archive_dir: Path) -> None:
 def test_demo_find(archive_dir: Path) -> None:
     """The function the README's demo calls: a qrscp and a findscu, traced, in this process."""
     stream = io.StringIO()
-    assert qr.demo_find(archive_dir, stream=stream) == ExitCode.OK
+    from examples import demo
+
+    assert demo.demo_find(archive_dir, stream=stream) == ExitCode.OK
     text = stream.getvalue()
     assert "SCU ==> C-FIND-RQ" in text and "SCP#1 ==> C-FIND-RSP" in text
     assert text.count("# Find response") == 4
@@ -617,7 +619,7 @@ def test_demo_find(archive_dir: Path) -> None:
 def _child(driver: str, tool: str, *argv: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     return subprocess.Popen(
-        [sys.executable, "-W", "error", "-m", f"examples.{driver}.{tool}", *argv],
+        [sys.executable, "-W", "error", "-m", f"examples.{tool}", "--driver", driver, *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -678,7 +680,7 @@ def test_ctrl_c_twice_aborts(driver: str, archive_dir: Path) -> None:
 
 @pytest.mark.parametrize("driver", list(DRIVERS))
 def test_qrscp_main(driver: str, archive_dir: Path) -> None:
-    """python -m examples.<driver>.qrscp serves until SIGTERM, then exits 0."""
+    """python -m examples.qrscp --driver D serves until SIGTERM, then exits 0."""
     child = _child(driver, "qrscp", "-v", "-aet", "QRSCP", "0", str(archive_dir))
     assert child.stdout is not None
     line = child.stdout.readline()

@@ -26,13 +26,19 @@ import asyncio
 import contextlib
 import logging
 import math
+import queue
+import signal
 import socket
 import ssl
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import dul
 from dul import dimse
+from examples import runtime
 from examples._async_messaging import (
     AsyncMessaging,
     AsyncServing,
@@ -40,12 +46,7 @@ from examples._async_messaging import (
     Handler,
     echo_handler,
 )
-from examples.sockets.driver import (
-    AssociationAborted,
-    AssociationRejected,
-    DriverError,
-    Timeouts,
-)
+from examples.runtime import AssociationAborted, AssociationRejected, DriverError, Timeouts
 
 __all__ = [
     "Association",
@@ -57,7 +58,14 @@ __all__ = [
     "Server",
     "Timeouts",
     "echo_handler",
+    "run_requestor",
+    "serve",
+    "serving",
 ]
+
+T = TypeVar("T")
+#: Seconds the associations in progress get to end once a server is asked to stop.
+GRACE = 10.0
 
 _LOG = logging.getLogger(__name__)
 _Buffer = bytes | bytearray | memoryview
@@ -356,11 +364,47 @@ class Association(AsyncMessaging):
         on_event: Callable[[str, object], None] | None = None,
     ) -> Association:
         """Connect, send ``request`` and wait for the answer; raise if it is not an accept."""
-        loop = asyncio.get_running_loop()
         session = dimse.Session(dul.Connection(dul.Role.REQUESTOR), whole_datasets=whole_datasets)
         # Evt1 + Evt2 before the transport exists: the Connection is ready for bytes from the
         # first callback on, whatever the peer sends.
         data = session.send(request)
+        assoc = await cls.connect(
+            host,
+            port,
+            session,
+            timeouts=timeouts,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            on_event=on_event,
+        )
+        try:
+            assoc._trace("sent", request)
+            await assoc.write(data)
+            event = await assoc._next_upper(timeouts.acse)
+        except BaseException:
+            await assoc.abort()
+            raise
+        if isinstance(event, dul.AssociateAccept):
+            return assoc
+        await assoc.close()
+        if isinstance(event, dul.AssociateReject):
+            raise AssociationRejected(event)
+        raise AssociationAborted(f"association refused: {event}")
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        session: dimse.Session,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        on_event: Callable[[str, object], None] | None = None,
+    ) -> Association:
+        """Connect (and shake hands, with TLS) for ``session``, a requestor's."""
+        loop = asyncio.get_running_loop()
         tls = ssl_context is not None
         try:
             _, protocol = await asyncio.wait_for(
@@ -378,20 +422,7 @@ class Association(AsyncMessaging):
             raise DriverError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
         except (OSError, asyncio.TimeoutError) as exc:
             raise DriverError(f"cannot connect to {host}:{port}: {exc!r}") from exc
-        assoc = cls(protocol, timeouts=timeouts, on_event=on_event)
-        try:
-            assoc._trace("sent", request)
-            await assoc.write(data)
-            event = await assoc._next_upper(timeouts.acse)
-        except BaseException:
-            await assoc.abort()
-            raise
-        if isinstance(event, dul.AssociateAccept):
-            return assoc
-        await assoc.close()
-        if isinstance(event, dul.AssociateReject):
-            raise AssociationRejected(event)
-        raise AssociationAborted(f"association refused: {event}")
+        return cls(protocol, timeouts=timeouts, on_event=on_event)
 
     # -- ending ----------------------------------------------------------------------------
 
@@ -464,8 +495,9 @@ class Server(AsyncServing):
         host: str,
         port: int,
         *,
-        policy: dimse.AcceptorPolicy,
-        handlers: Mapping[type[dimse.Message], Handler],
+        policy: dimse.AcceptorPolicy | None = None,
+        handlers: Mapping[type[dimse.Message], Handler] | None = None,
+        service: runtime.Service[None] | None = None,
         max_associations: int = 32,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         ssl_context: ssl.SSLContext | None = None,
@@ -475,8 +507,9 @@ class Server(AsyncServing):
     ) -> None:
         self.host = host
         self.port = port
-        self.policy = policy
-        self.handlers = dict(handlers)
+        self.policy = policy  # type: ignore[assignment]
+        self.handlers = dict(handlers or {})
+        self.service = service
         self.max_associations = max_associations
         self.timeouts = timeouts
         self.ssl_context = ssl_context
@@ -546,8 +579,125 @@ class Server(AsyncServing):
             return
         self._active += 1
         try:
-            await self._run(assoc)
+            if self.service is not None:
+                link = runtime.Association(assoc.session, self.timeouts, self.on_event)
+                with contextlib.suppress(DriverError, TimeoutError, OSError):
+                    await runtime.drive_async(assoc, self.service(link))
+            else:
+                await self._run(assoc)
         finally:
             self._active -= 1
             if self.on_close is not None:
                 self.on_close(assoc)
+
+
+# -- running any service -----------------------------------------------------------------
+
+
+def run_requestor(
+    service: runtime.Service[T],
+    host: str,
+    port: int,
+    *,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    on_event: Callable[[str, object], None] | None = None,
+) -> T:
+    """Connect to ``host:port`` and run ``service`` as the requestor, in ``asyncio.run``."""
+
+    async def main() -> T:
+        session = dimse.Session(dul.Connection(dul.Role.REQUESTOR))
+        assoc = await Association.connect(
+            host,
+            port,
+            session,
+            timeouts=timeouts,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            on_event=on_event,
+        )
+        link = runtime.Association(session, timeouts, on_event)
+        return await runtime.drive_async(assoc, service(link))
+
+    return asyncio.run(main())
+
+
+def serve(
+    service: runtime.Service[None],
+    host: str,
+    port: int,
+    *,
+    on_listening: Callable[[int], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+    **options: Any,
+) -> None:
+    """Run ``service`` for each association accepted on ``host:port`` until Ctrl-C or SIGTERM,
+    then give the associations in progress :data:`GRACE` seconds.
+
+    ``options`` are :class:`Server`'s; a port that cannot be bound raises ``OSError``.
+    """
+
+    async def main() -> None:
+        server = Server(host, port, service=service, **options)
+        await server.start()
+        if on_listening is not None:
+            on_listening(server.port)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        signals = []
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+                signals.append(signum)
+        try:
+            await stop.wait()
+            if on_stopping is not None:
+                on_stopping()
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+            await server.shutdown(GRACE)
+
+    asyncio.run(main())
+
+
+@contextmanager
+def serving(
+    service: runtime.Service[None], host: str, port: int, **options: Any
+) -> Iterator[Server]:
+    """Serve ``service`` in a thread with its own event loop until the block ends.
+
+    For tests and the demo; a port that cannot be bound raises ``OSError``. On exit the
+    associations in progress get :data:`GRACE` seconds.
+    """
+    ready: queue.Queue[tuple[Server, asyncio.AbstractEventLoop, asyncio.Event] | BaseException]
+    ready = queue.Queue()
+
+    async def main() -> None:
+        server = Server(host, port, service=service, **options)
+        try:
+            await server.start()
+        except BaseException as exc:
+            ready.put(exc)
+            return
+        stop = asyncio.Event()
+        ready.put((server, asyncio.get_running_loop(), stop))
+        try:
+            await stop.wait()
+        finally:
+            await server.shutdown(GRACE)
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), name="asyncio server")
+    thread.daemon = True
+    thread.start()
+    handle = ready.get()
+    if isinstance(handle, BaseException):
+        thread.join()
+        raise handle
+    server, loop, stop = handle
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(GRACE + 5)

@@ -45,8 +45,9 @@ from pydicom.uid import UID
 
 import dul
 from dul import dimse
+from examples.apps import storage
 
-from . import cli, storage
+from . import cli
 from .cli import ExitCode, ToolError
 
 __all__ = [
@@ -59,7 +60,6 @@ __all__ = [
     "QueryError",
     "SubOperations",
     "decode_identifier",
-    "demo_find",
     "element_values",
     "encode_identifier",
     "findscu_parser",
@@ -1375,36 +1375,6 @@ def _save(ds: Dataset, path: Path, transfer_syntax: str) -> None:
         ds.is_little_endian = transfer_syntax != EXPLICIT_VR_BIG_ENDIAN
         ds.is_implicit_VR = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
         ds.save_as(path, write_like_original=False)
-
-
-# -- the demo -----------------------------------------------------------------------------------
-
-
-def demo_find(
-    archive: Path,
-    keys: Sequence[str] = (
-        "QueryRetrieveLevel=STUDY",
-        "PatientName",
-        "PatientID",
-        "StudyDate",
-        "StudyInstanceUID",
-        "NumberOfStudyRelatedInstances",
-    ),
-    *,
-    stream: TextIO | None = None,
-) -> int:
-    """Serve ``archive`` with dul's qrscp (blocking sockets) on a free loopback port and query
-    it with dul's findscu (-v, Study Root): the trace and the matches go to ``stream``
-    (stdout). Returns findscu's exit status."""
-    from . import qr_blocking
-
-    out = stream if stream is not None else sys.stdout
-    with qr_blocking.qrscp_in_thread(["-v", "-aet", "QRSCP", "0", str(archive)], out) as server:
-        argv = ["-v", "-S", "-aec", "QRSCP"]
-        for key in keys:
-            argv += ["-k", key]
-        argv += ["127.0.0.1", str(server.port)]
-        return qr_blocking.findscu_main(argv, stream=out, out=out)
 
 
 # -- what every driver's tools share ------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The Query/Retrieve tools on the asyncio driver: findscu, getscu, movescu, qrscp.
 
-``python -m examples.asyncio.findscu ...`` runs these. The tools' bodies are
+``python -m examples.findscu --driver asyncio ...`` runs these. The tools' bodies are
 :mod:`examples.tools.qr`'s async ones, shared with trio; this module gives them asyncio's
 sleeping, locking and looking-without-waiting, and runs the servers: qrscp, and movescu's own
 storage SCP (+P), served by the same event loop while the C-MOVE runs. Ctrl-C goes to a signal
@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from dul import dimse
+from examples.apps import storage
 from examples.asyncio.driver import (
     Association,
     AssociationAborted,
@@ -33,7 +34,7 @@ from examples.asyncio.driver import (
 )
 from examples.sockets.driver import Timeouts
 
-from . import cli, qr, storage
+from . import cli, qr
 from .cli import ExitCode, ToolError
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
     "qrscp_server",
 ]
 
-PROG = "python -m examples.asyncio.{}"
+PROG = "python -m examples.{}"
 #: Seconds the associations in progress get when a server stops.
 GRACE = 10.0
 

@@ -1,7 +1,7 @@
 """The Query/Retrieve tools on the blocking-sockets driver: findscu, getscu, movescu, qrscp.
 
-``python -m examples.sockets.findscu ...`` runs these. Each ``*_main(argv)`` returns its exit
-status (nothing calls ``sys.exit``); :func:`qrscp_in_thread` runs a qrscp in a thread of this
+``python -m examples.findscu --driver sockets ...`` runs these. Each ``*_main(argv)`` returns its
+exit status (nothing calls ``sys.exit``); :func:`qrscp_in_thread` runs a qrscp in a thread of this
 process, for tests and the demo. The Q/R logic that needs no network is
 :mod:`examples.tools.qr`.
 
@@ -30,6 +30,7 @@ from pydicom.dataset import Dataset
 
 import dul
 from dul import dimse
+from examples.apps import storage
 from examples.sockets.driver import (
     Association,
     AssociationAborted,
@@ -39,10 +40,10 @@ from examples.sockets.driver import (
     Server,
     Timeouts,
     echo_handler,
+    serve_server,
 )
 
-from . import cli, qr, storage
-from .blocking import serve
+from . import cli, qr
 from .cli import ExitCode, ToolError
 
 __all__ = [
@@ -54,7 +55,7 @@ __all__ = [
     "qrscp_server",
 ]
 
-PROG = "python -m examples.sockets.{}"
+PROG = "python -m examples.{}"
 _BROKEN = (DriverError, *qr.BROKEN)
 #: Data sets larger than this are streamed from the file, one chunk in memory at a time.
 _CHUNK = 1 << 20
@@ -846,7 +847,15 @@ def qrscp_main(argv: Sequence[str] | None = None, *, stream: TextIO | None = Non
     """qrscp: serve a folder of DICOM files until interrupted."""
 
     def body(args: argparse.Namespace, log: logging.Logger) -> int:
-        return serve(qrscp_server(args, log), args, log, "qrscp")
+        server = qrscp_server(args, log)
+
+        def listening(port: int) -> None:  # on port 0 the user cannot guess it: always print
+            log.info("qrscp listening on %s:%d", args.bind, port)
+            if args.port == 0:
+                print(f"qrscp: listening on {args.bind}:{port}", flush=True)
+
+        serve_server(server, listening, lambda: log.info("qrscp: interrupted, stopping"))
+        return ExitCode.OK
 
     return qr.run_tool("qrscp", qr.qrscp_parser(PROG.format("qrscp")), body, argv, stream)
 

@@ -1,6 +1,6 @@
 """The Query/Retrieve tools on the trio driver: findscu, getscu, movescu, qrscp.
 
-``python -m examples.trio.findscu ...`` runs these. The tools' bodies are
+``python -m examples.findscu --driver trio ...`` runs these. The tools' bodies are
 :mod:`examples.tools.qr`'s async ones, shared with asyncio; this module gives them trio's
 sleeping, locking and looking-without-waiting, and runs the servers: qrscp, and movescu's own
 storage SCP (+P), a task beside the C-MOVE. Ctrl-C is received by a task of its own
@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import trio
 
 from dul import dimse
+from examples.apps import storage
 from examples.sockets.driver import Timeouts
 from examples.trio.driver import (
     Association,
@@ -34,7 +35,7 @@ from examples.trio.driver import (
     echo_handler,
 )
 
-from . import cli, qr, storage
+from . import cli, qr
 from .cli import ExitCode, ToolError
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
     "qrscp_server",
 ]
 
-PROG = "python -m examples.trio.{}"
+PROG = "python -m examples.{}"
 
 
 class TrioRuntime:

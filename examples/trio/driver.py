@@ -24,16 +24,21 @@ import bisect
 import contextlib
 import logging
 import math
+import queue
+import signal
 import socket
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 import dul
 from dul import dimse
+from examples import runtime
 from examples._async_messaging import (
     AsyncMessaging,
     AsyncServing,
@@ -41,12 +46,7 @@ from examples._async_messaging import (
     Handler,
     echo_handler,
 )
-from examples.sockets.driver import (
-    AssociationAborted,
-    AssociationRejected,
-    DriverError,
-    Timeouts,
-)
+from examples.runtime import AssociationAborted, AssociationRejected, DriverError, Timeouts
 
 __all__ = [
     "Association",
@@ -58,7 +58,14 @@ __all__ = [
     "Server",
     "Timeouts",
     "echo_handler",
+    "run_requestor",
+    "serve",
+    "serving",
 ]
+
+T = TypeVar("T")
+#: Seconds the associations in progress get to end once a server is asked to stop.
+GRACE = 10.0
 
 _LOG = logging.getLogger(__name__)
 _Buffer = bytes | bytearray | memoryview
@@ -336,6 +343,42 @@ class Association(AsyncMessaging):
         on_event: Callable[[str, object], None] | None = None,
     ) -> Association:
         """Connect, send ``request`` and wait for the answer; raise if it is not an accept."""
+        assoc = await cls.connect(
+            host,
+            port,
+            timeouts=timeouts,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            whole_datasets=whole_datasets,
+            on_event=on_event,
+        )
+        try:
+            assoc._trace("sent", request)
+            await assoc.write(assoc.session.send(request))
+            event = await assoc._next_upper(timeouts.acse)
+        except BaseException:
+            await assoc.abort()
+            raise
+        if isinstance(event, dul.AssociateAccept):
+            return assoc
+        await assoc.close()
+        if isinstance(event, dul.AssociateReject):
+            raise AssociationRejected(event)
+        raise AssociationAborted(f"association refused: {event}")
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        whole_datasets: bool = False,
+        on_event: Callable[[str, object], None] | None = None,
+    ) -> Association:
+        """Connect (and shake hands, with TLS): a requestor's association, not yet requested."""
         stream: trio.SocketStream | trio.SSLStream
         try:
             with trio.fail_at(_deadline(timeouts.connect)):
@@ -355,26 +398,13 @@ class Association(AsyncMessaging):
                 await trio.aclose_forcefully(tls)
                 raise
             stream = tls
-        assoc = cls(
+        return cls(
             stream,
             dul.Role.REQUESTOR,
             timeouts=timeouts,
             whole_datasets=whole_datasets,
             on_event=on_event,
         )
-        try:
-            assoc._trace("sent", request)
-            await assoc.write(assoc.session.send(request))
-            event = await assoc._next_upper(timeouts.acse)
-        except BaseException:
-            await assoc.abort()
-            raise
-        if isinstance(event, dul.AssociateAccept):
-            return assoc
-        await assoc.close()
-        if isinstance(event, dul.AssociateReject):
-            raise AssociationRejected(event)
-        raise AssociationAborted(f"association refused: {event}")
 
     # -- ending ----------------------------------------------------------------------------
 
@@ -450,8 +480,9 @@ class Server(AsyncServing):
         host: str,
         port: int,
         *,
-        policy: dimse.AcceptorPolicy,
-        handlers: Mapping[type[dimse.Message], Handler],
+        policy: dimse.AcceptorPolicy | None = None,
+        handlers: Mapping[type[dimse.Message], Handler] | None = None,
+        service: runtime.Service[None] | None = None,
         max_associations: int = 32,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         ssl_context: ssl.SSLContext | None = None,
@@ -460,8 +491,9 @@ class Server(AsyncServing):
     ) -> None:
         self.host = host
         self.port = port
-        self.policy = policy
-        self.handlers = dict(handlers)
+        self.policy = policy  # type: ignore[assignment]
+        self.handlers = dict(handlers or {})
+        self.service = service
         self.max_associations = max_associations
         self.timeouts = timeouts
         self.ssl_context = ssl_context
@@ -516,8 +548,130 @@ class Server(AsyncServing):
         try:
             async with trio.open_nursery() as nursery:
                 assoc.nursery = nursery
-                await self._run(assoc)
+                if self.service is not None:
+                    link = runtime.Association(assoc.session, self.timeouts, self.on_event)
+                    with contextlib.suppress(DriverError, TimeoutError, OSError):
+                        await runtime.drive_async(assoc, self.service(link))
+                else:
+                    await self._run(assoc)
         finally:
             self._limiter.release()
             if self.on_close is not None:
                 self.on_close(assoc)
+
+
+# -- running any service -----------------------------------------------------------------
+
+
+def run_requestor(
+    service: runtime.Service[T],
+    host: str,
+    port: int,
+    *,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    on_event: Callable[[str, object], None] | None = None,
+) -> T:
+    """Connect to ``host:port`` and run ``service`` as the requestor, in ``trio.run``."""
+
+    async def main() -> T:
+        assoc = await Association.connect(
+            host,
+            port,
+            timeouts=timeouts,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            on_event=on_event,
+        )
+        link = runtime.Association(assoc.session, timeouts, on_event)
+        return await runtime.drive_async(assoc, service(link))
+
+    return trio.run(main)
+
+
+async def _until_stopped() -> None:
+    """Return on SIGINT or SIGTERM (in the main thread; elsewhere, wait for cancellation)."""
+    if threading.current_thread() is not threading.main_thread():
+        await trio.sleep_forever()
+    else:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                return
+
+
+def serve(
+    service: runtime.Service[None],
+    host: str,
+    port: int,
+    *,
+    on_listening: Callable[[int], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+    **options: Any,
+) -> None:
+    """Run ``service`` for each association accepted on ``host:port`` until Ctrl-C or SIGTERM,
+    then give the associations in progress :data:`GRACE` seconds.
+
+    ``options`` are :class:`Server`'s; a port that cannot be bound raises ``OSError``.
+    """
+    server = Server(host, port, service=service, **options)
+
+    async def main() -> None:
+        failure: OSError | None = None
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(server.serve)
+            except OSError as exc:  # raised out of the nursery only once it has closed
+                failure = exc
+            else:
+                if on_listening is not None:
+                    on_listening(server.port)
+                await _until_stopped()
+                if on_stopping is not None:
+                    on_stopping()
+                server.shutdown(GRACE)
+        if failure is not None:
+            raise failure
+
+    trio.run(main)
+
+
+@contextmanager
+def serving(
+    service: runtime.Service[None], host: str, port: int, **options: Any
+) -> Iterator[Server]:
+    """Serve ``service`` in a thread with its own ``trio.run`` until the block ends.
+
+    For tests and the demo; a port that cannot be bound raises ``OSError``. On exit the
+    associations in progress get :data:`GRACE` seconds.
+    """
+    server = Server(host, port, service=service, **options)
+    ready: queue.Queue[trio.lowlevel.TrioToken | BaseException] = queue.Queue()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(server.serve)
+            except BaseException as exc:
+                ready.put(exc)
+                raise
+            ready.put(trio.lowlevel.current_trio_token())
+
+    def run() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:
+            ready.put(exc)  # a second time, if it failed at the start: nobody reads it
+
+    thread = threading.Thread(target=run, name="trio server", daemon=True)
+    thread.start()
+    token = ready.get()
+    if isinstance(token, BaseException):
+        thread.join()
+        raise token
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(trio.RunFinishedError):  # it ended by itself
+            trio.from_thread.run_sync(server.shutdown, GRACE, trio_token=token)
+        thread.join(GRACE + 5)
