@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import dul
+from dul.uids import UID_NAMES
 from examples.runtime import (
     Abort,
     Association,
@@ -22,11 +23,6 @@ from examples.runtime import (
     Service,
     Steps,
 )
-
-try:  # the UID names behind ``python -m dul decode``
-    from dul._dump import UID_NAMES
-except ImportError:  # pragma: no cover - an older dul
-    UID_NAMES = {}
 
 __all__ = [
     "BROKEN",
