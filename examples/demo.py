@@ -23,7 +23,6 @@ from typing import TextIO
 
 from examples.make_test_file import write
 from examples.tools import main as tools
-from examples.tools import qr_blocking
 
 __all__ = ["demo_find", "main"]
 
@@ -112,12 +111,12 @@ def demo_find(
     it with dul's findscu (-v, Study Root): the trace and the matches go to ``stream``
     (stdout). Returns findscu's exit status."""
     out = stream if stream is not None else sys.stdout
-    with qr_blocking.qrscp_in_thread(["-v", "-aet", "QRSCP", "0", str(archive)], out) as server:
+    with tools.server_in_thread("qrscp", ["-v", "-aet", "QRSCP", "0", str(archive)], out) as server:
         argv = ["-v", "-S", "-aec", "QRSCP"]
         for key in keys:
             argv += ["-k", key]
         argv += ["127.0.0.1", str(server.port)]
-        return qr_blocking.findscu_main(argv, stream=out, out=out)
+        return tools.main("findscu", argv, stream=out, out=out)
 
 
 def _print_film(image: Path, films: Path) -> list[Path]:

@@ -32,7 +32,7 @@ from typing import Any
 
 import pydicom
 import pytest
-from examples.tools import qr
+from examples.apps import qr
 from examples.tools.cli import ExitCode
 
 import interop_report

@@ -682,8 +682,6 @@ def test_documented_tools_exist(page: str, capsys: pytest.CaptureFixture[str]) -
     for tool in sorted(tools):
         module = __import__(f"examples.{tool}", fromlist=["main"])
         assert callable(module.main), tool
-        code = (
-            main.qr_main(tool, ["--help"]) if tool in main.QR_TOOLS else main.main(tool, ["--help"])
-        )
+        code = main.main(tool, ["--help"])
         assert code == 0, tool
         assert f"python -m examples.{tool}" in capsys.readouterr().out

@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import enum
 import logging
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
 import dul
+from dul import dimse
 from dul.uids import UID_NAMES
 from examples.runtime import (
     Abort,
@@ -32,6 +34,7 @@ __all__ = [
     "association_failed",
     "association_request",
     "broken",
+    "message_name",
     "release_failed",
     "requestor",
 ]
@@ -77,14 +80,16 @@ BROKEN = (DriverError, TimeoutError, dul.ProtocolError, OSError)
 
 
 def association_request(
-    args: argparse.Namespace, contexts: tuple[dul.PresentationContext, ...]
+    args: argparse.Namespace,
+    contexts: tuple[dul.PresentationContext, ...],
+    roles: tuple[dul.RoleSelection, ...] = (),
 ) -> dul.AssociateRequest:
-    """The A-ASSOCIATE-RQ of a requestor's options, proposing ``contexts``."""
+    """The A-ASSOCIATE-RQ of a requestor's options, proposing ``contexts`` (and ``roles``)."""
     return dul.AssociateRequest(
         called_ae_title=args.call,
         calling_ae_title=args.aetitle,
         presentation_contexts=contexts,
-        user_information=dul.UserInformation(maximum_length=args.max_pdu),
+        user_information=dul.UserInformation(maximum_length=args.max_pdu, role_selections=roles),
     )
 
 
@@ -120,6 +125,8 @@ def requestor(
     log: logging.Logger,
     contexts: tuple[dul.PresentationContext, ...],
     work: Callable[[Association], Steps[T]],
+    *,
+    roles: tuple[dul.RoleSelection, ...] = (),
 ) -> Service[T]:
     """An SCU's service: associate (proposing ``contexts``), do ``work``, release.
 
@@ -130,7 +137,7 @@ def requestor(
 
     def service(assoc: Association) -> Steps[T]:
         try:
-            yield from assoc.associate(association_request(args, contexts))
+            yield from assoc.associate(association_request(args, contexts, roles))
         except BROKEN as exc:
             raise association_failed(exc) from exc
         try:
@@ -149,3 +156,11 @@ def requestor(
         return result
 
     return service
+
+
+def message_name(message: dimse.Message) -> str:
+    """PS3.7's name of a message: ``CStoreRequest`` is C-STORE-RQ."""
+    name = type(message).__name__
+    kind = "RQ" if name.endswith("Request") else "RSP"
+    words = re.findall(r"[A-Z][a-z]+", name[1:].removesuffix("Request").removesuffix("Response"))
+    return f"{name[0]}-{'-'.join(w.upper() for w in words)}-{kind}"

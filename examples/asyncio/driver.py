@@ -56,6 +56,7 @@ __all__ = [
     "DriverError",
     "Handler",
     "Server",
+    "Steps",
     "Timeouts",
     "echo_handler",
     "run_requestor",
@@ -580,9 +581,7 @@ class Server(AsyncServing):
         self._active += 1
         try:
             if self.service is not None:
-                link = runtime.Association(assoc.session, self.timeouts, self.on_event)
-                with contextlib.suppress(DriverError, TimeoutError, OSError):
-                    await runtime.drive_async(assoc, self.service(link))
+                await _run_service(assoc, self.service, self.timeouts)
             else:
                 await self._run(assoc)
         finally:
@@ -594,6 +593,72 @@ class Server(AsyncServing):
 # -- running any service -----------------------------------------------------------------
 
 
+class Steps:
+    """How this driver answers a service's steps (:func:`examples.runtime.drive_async`).
+
+    :meth:`interrupt` (the first Ctrl-C) ends an interruptible wait in progress and delivers
+    :class:`~examples.runtime.Interrupted` to the service there (or at its next one).
+    """
+
+    def __init__(self) -> None:
+        self.requested = 0
+        self._delivered = False
+        self._waiting: asyncio.Future[None] | None = None
+
+    def interrupt(self) -> None:
+        self.requested += 1
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(None)
+
+    async def write(self, transport: Association, data: Sequence[bytes | memoryview]) -> None:
+        await transport.write(data)
+
+    async def receive(
+        self, transport: Association, timeout: float | None, interruptible: bool
+    ) -> object:
+        if not interruptible:
+            return await transport.next_event(timeout)
+        if not (self.requested and not self._delivered):
+            waiting = self._waiting = asyncio.get_running_loop().create_future()
+            receiving = asyncio.ensure_future(transport.next_event(timeout))
+            try:
+                await asyncio.wait({receiving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._waiting = None
+                if not receiving.done():
+                    receiving.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await receiving
+            if not receiving.cancelled():
+                return receiving.result()
+        self._delivered = True
+        raise runtime.Interrupted
+
+    async def poll(self, transport: Association) -> object | None:
+        """The next event if it has arrived: the protocol feeds every byte to the session as
+        the loop reads it, so a zero timeout sees all there is."""
+        try:
+            return await transport.next_event(0)
+        except TimeoutError:
+            return None
+
+    async def abort(self, transport: Association) -> None:
+        await transport.abort()
+
+    async def close(self, transport: Association) -> None:
+        await transport.close()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def connect(self, step: runtime.Connect) -> tuple[Association, runtime.Association]:
+        session = dimse.Session(dul.Connection(dul.Role.REQUESTOR))
+        assoc = await Association.connect(
+            step.host, step.port, session, timeouts=step.timeouts, on_event=step.trace
+        )
+        return assoc, runtime.Association(session, step.timeouts, step.trace)
+
+
 def run_requestor(
     service: runtime.Service[T],
     host: str,
@@ -603,10 +668,19 @@ def run_requestor(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     on_event: Callable[[str, object], None] | None = None,
+    interruptible: bool = False,
 ) -> T:
-    """Connect to ``host:port`` and run ``service`` as the requestor, in ``asyncio.run``."""
+    """Connect to ``host:port`` and run ``service`` as the requestor, in ``asyncio.run``.
+
+    With ``interruptible`` (in the main thread), the first Ctrl-C is the service's
+    (:class:`~examples.runtime.Interrupted`); the second cancels it, which aborts the
+    association, and is raised as ``KeyboardInterrupt``.
+    """
+    steps = Steps()
+    aborted = False
 
     async def main() -> T:
+        nonlocal aborted
         session = dimse.Session(dul.Connection(dul.Role.REQUESTOR))
         assoc = await Association.connect(
             host,
@@ -618,9 +692,42 @@ def run_requestor(
             on_event=on_event,
         )
         link = runtime.Association(session, timeouts, on_event)
-        return await runtime.drive_async(assoc, service(link))
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
 
-    return asyncio.run(main())
+        def on_sigint() -> None:
+            nonlocal aborted
+            if steps.requested:
+                aborted = True
+                task.cancel()
+            else:
+                steps.interrupt()
+
+        installed = interruptible and threading.current_thread() is threading.main_thread()
+        if installed:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+        try:
+            return await runtime.drive_async(steps, assoc, link, service(link))
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        if aborted:
+            raise KeyboardInterrupt from None
+        raise
+
+
+async def _run_service(
+    assoc: Association, service: runtime.Service[None], timeouts: Timeouts
+) -> None:
+    """Run an acceptor's ``service`` on ``assoc``; its end, whatever it is, is the end."""
+    link = runtime.Association(assoc.session, timeouts, assoc._on_event)
+    with contextlib.suppress(DriverError, TimeoutError, OSError):
+        await runtime.drive_async(Steps(), assoc, link, service(link))
 
 
 def serve(

@@ -14,7 +14,7 @@ import dul
 from dul import dimse
 
 from .errors import AssociationAborted, AssociationRejected, DriverError, Timeouts
-from .steps import Abort, Close, Receive, Send, Steps
+from .steps import Abort, Close, Poll, Receive, Send, Steps
 
 __all__ = ["Association", "DatasetReader", "Service", "Trace"]
 
@@ -74,7 +74,7 @@ class Association:
         """Send an upper-layer event (an A-ASSOCIATE-RQ/AC/RJ, A-RELEASE-RQ/RP, ...)."""
         data = self.session.send(event)
         self.trace("sent", event)
-        yield Send((data,))
+        yield Send((data,), self)
 
     def send(
         self,
@@ -89,31 +89,47 @@ class Association:
             message, context_id=context_id, dataset=dataset, dataset_follows=dataset_follows
         )
         self.trace("sent", message)
-        yield Send(buffers)
+        yield Send(buffers, self)
 
     def send_dataset(self, context_id: int, chunk: Buffer, *, is_last: bool) -> Steps[None]:
         """Send one piece of a data set announced with ``dataset_follows=True``."""
-        yield Send(self.session.send_dataset(context_id, chunk, is_last=is_last))
+        yield Send(self.session.send_dataset(context_id, chunk, is_last=is_last), self)
 
     # -- receiving -----------------------------------------------------------------------
 
-    def next_event(self, timeout: float | None) -> Steps[object]:
-        """The next event, whatever it is (``TimeoutError`` after ``timeout`` seconds)."""
-        event = yield Receive(timeout)
+    def next_event(self, timeout: float | None, *, interruptible: bool = False) -> Steps[object]:
+        """The next event, whatever it is (``TimeoutError`` after ``timeout`` seconds).
+
+        ``interruptible``: the first Ctrl-C raises :class:`~examples.runtime.Interrupted` here.
+        """
+        event = yield Receive(timeout, interruptible, self)
         if isinstance(event, dul.ConnectionClosed):
             self.closed = event
         return event
 
-    def next_upper(self, timeout: float | None) -> Steps[object]:
+    def poll(self) -> Steps[object | None]:
+        """The next event if it has arrived already, else None; aborts and closes as
+        :meth:`next_upper` says."""
+        event = yield Poll(self)
+        if event is None:
+            return None
+        return (yield from self._upper(event))
+
+    def next_upper(self, timeout: float | None, *, interruptible: bool = False) -> Steps[object]:
         """The next event; an abort or a lost transport is :class:`AssociationAborted`.
 
         On a timeout the association is aborted first.
         """
         try:
-            event = yield from self.next_event(timeout)
+            event = yield from self.next_event(timeout, interruptible=interruptible)
         except TimeoutError:
-            yield Abort()
+            yield Abort(self)
             raise
+        return (yield from self._upper(event))
+
+    def _upper(self, event: object) -> Steps[object]:
+        if isinstance(event, dul.ConnectionClosed):
+            self.closed = event
         if isinstance(event, dul.Abort):
             yield from self.next_event(0)  # the ConnectionClosed that follows
             raise AssociationAborted(
@@ -126,9 +142,12 @@ class Association:
             raise AssociationAborted(f"association ended: {event.cause.value}", event.cause)
         return event
 
-    def receive_message(self, timeout: float | None = None) -> Steps[dimse.MessageReceived]:
+    def receive_message(
+        self, timeout: float | None = None, *, interruptible: bool = False
+    ) -> Steps[dimse.MessageReceived]:
         """The next DIMSE message (``timeout`` defaults to the DIMSE timeout, -td)."""
-        event = yield from self.next_upper(self.timeouts.dimse if timeout is None else timeout)
+        wait = self.timeouts.dimse if timeout is None else timeout
+        event = yield from self.next_upper(wait, interruptible=interruptible)
         if isinstance(event, dimse.MessageReceived):
             return event
         raise DriverError(f"expected a DIMSE message, got {event}")
@@ -157,7 +176,7 @@ class Association:
         event = yield from self.next_upper(self.timeouts.acse)
         if isinstance(event, dul.AssociateAccept):
             return event
-        yield Close()
+        yield Close(self)
         if isinstance(event, dul.AssociateReject):
             raise AssociationRejected(event)
         raise AssociationAborted(f"association refused: {event}")
@@ -168,7 +187,7 @@ class Association:
         Each wait is bounded by the ACSE timeout (-ta); on a timeout the association is aborted.
         """
         if self.closed is not None or self.connection.state is not dul.State.ESTABLISHED:
-            yield Close()
+            yield Close(self)
             return
         yield from self.send_pdu(dul.ReleaseRequest())
         try:
@@ -177,13 +196,13 @@ class Association:
                 if isinstance(event, dul.ReleaseRequest):  # release collision (PS3.8 §7.2.2)
                     yield from self.send_pdu(event.response())
         except TimeoutError:
-            yield Abort()
+            yield Abort(self)
             raise
-        yield Close()
+        yield Close(self)
 
     def abort(self) -> Steps[None]:
         """A-ABORT (if the state allows one), and close."""
-        yield Abort()
+        yield Abort(self)
 
 
 class DatasetReader:

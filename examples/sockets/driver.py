@@ -43,6 +43,7 @@ __all__ = [
     "DriverError",
     "Handler",
     "Server",
+    "Steps",
     "Timeouts",
     "echo_handler",
     "run_requestor",
@@ -625,9 +626,7 @@ class Server:
                 return
             try:
                 if self.service is not None:
-                    link = runtime.Association(assoc.session, self.timeouts, self.on_event)
-                    with contextlib.suppress(DriverError, TimeoutError, OSError):
-                        runtime.drive(assoc, self.service(link))
+                    _run_service(assoc, self.service, self.timeouts)
                 else:
                     self._run(assoc)
             finally:
@@ -703,6 +702,64 @@ class Server:
 # -- running any service -----------------------------------------------------------------
 
 
+class Steps:
+    """How this driver answers a service's steps (:func:`examples.runtime.drive`).
+
+    With ``interrupts`` (in the main thread), the first Ctrl-C is delivered to the service as
+    :class:`~examples.runtime.Interrupted` at an interruptible wait, at once if it is waiting;
+    the second is a ``KeyboardInterrupt``, which aborts.
+    """
+
+    def __init__(self) -> None:
+        self.requested = 0
+        self._delivered = False
+        self._waiting = False
+
+    def on_sigint(self, signum: int, frame: object) -> None:
+        self.requested += 1
+        if self.requested > 1:
+            raise KeyboardInterrupt
+        if self._waiting and not self._delivered:
+            self._delivered = True
+            raise runtime.Interrupted
+
+    def write(self, transport: Association, data: Sequence[bytes | memoryview]) -> None:
+        transport.write(data)
+
+    def receive(self, transport: Association, timeout: float | None, interruptible: bool) -> object:
+        if not interruptible:
+            return transport.next_event(timeout)
+        if self.requested and not self._delivered:
+            self._delivered = True
+            raise runtime.Interrupted
+        self._waiting = True
+        try:
+            return transport.next_event(timeout)
+        finally:
+            self._waiting = False
+
+    def poll(self, transport: Association) -> object | None:
+        try:
+            return transport.next_event(0)  # what has arrived: a read that does not wait
+        except TimeoutError:
+            return None
+
+    def abort(self, transport: Association) -> None:
+        transport.abort()
+
+    def close(self, transport: Association) -> None:
+        transport.close()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def connect(self, step: runtime.Connect) -> tuple[Association, runtime.Association]:
+        assoc = Association.connect(
+            step.host, step.port, timeouts=step.timeouts, on_event=step.trace
+        )
+        return assoc, runtime.Association(assoc.session, step.timeouts, step.trace)
+
+
 def run_requestor(
     service: runtime.Service[T],
     host: str,
@@ -712,10 +769,13 @@ def run_requestor(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     on_event: Callable[[str, object], None] | None = None,
+    interruptible: bool = False,
 ) -> T:
     """Connect to ``host:port`` and run ``service`` as the requestor: its result.
 
-    A failure to connect (or to shake hands, with TLS) is a :class:`DriverError`.
+    A failure to connect (or to shake hands, with TLS) is a :class:`DriverError`. With
+    ``interruptible`` (in the main thread) Ctrl-C is the service's to handle, once (see
+    :class:`Steps`); the second Ctrl-C aborts, as ``KeyboardInterrupt``.
     """
     assoc = Association.connect(
         host,
@@ -725,7 +785,23 @@ def run_requestor(
         server_hostname=server_hostname,
         on_event=on_event,
     )
-    return runtime.drive(assoc, service(runtime.Association(assoc.session, timeouts, on_event)))
+    steps = Steps()
+    link = runtime.Association(assoc.session, timeouts, on_event)
+    previous = None
+    if interruptible and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, steps.on_sigint)
+    try:
+        return runtime.drive(steps, assoc, link, service(link))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _run_service(assoc: Association, service: runtime.Service[None], timeouts: Timeouts) -> None:
+    """Run an acceptor's ``service`` on ``assoc``; its end, whatever it is, is the end."""
+    link = runtime.Association(assoc.session, timeouts, assoc._on_event)
+    with contextlib.suppress(DriverError, TimeoutError, OSError):
+        runtime.drive(Steps(), assoc, link, service(link))
 
 
 @contextmanager

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import ssl
 import sys
 import threading
@@ -30,7 +29,7 @@ from dul import (
     describe,  # the pretty-printer behind ``python -m dul decode``
     dimse,
 )
-from examples.apps.common import UID_NAMES, ExitCode, ToolError
+from examples.apps.common import UID_NAMES, ExitCode, ToolError, message_name
 
 __all__ = [
     "DRIVERS",
@@ -530,14 +529,6 @@ _ACRONYMS = {"sop": "SOP", "uid": "UID", "id": "ID", "aet": "AE title"}
 
 def _field_label(name: str) -> str:
     return " ".join(_ACRONYMS.get(word, word) for word in name.split("_"))
-
-
-def message_name(message: dimse.Message) -> str:
-    """PS3.7's name of a message: ``CStoreRequest`` is C-STORE-RQ."""
-    name = type(message).__name__
-    kind = "RQ" if name.endswith("Request") else "RSP"
-    words = re.findall(r"[A-Z][a-z]+", name[1:].removesuffix("Request").removesuffix("Response"))
-    return f"{name[0]}-{'-'.join(w.upper() for w in words)}-{kind}"
 
 
 def _value(name: str, value: object) -> str:

@@ -23,9 +23,13 @@ from typing import Any, TextIO
 import dul
 from examples.apps import echo, storage, store
 from examples.apps.common import BROKEN, ExitCode, ToolError, association_failed
+from examples.apps.qr import scp as qrscp
+from examples.apps.qr import scu as qrscu
+from examples.apps.qr.common import output_directory
+from examples.apps.qr.model import EXIT_INTERRUPTED
 from examples.runtime import Service, Timeouts
 
-from . import cli
+from . import cli, qr_cli
 
 __all__ = ["TOOLS", "driver", "main", "server_in_thread"]
 
@@ -47,15 +51,26 @@ def driver(name: str) -> ModuleType:
 
 
 def _timeouts(args: argparse.Namespace) -> Timeouts:
+    """The timeouts of the options; a server's own connections (a C-MOVE's) take -ta's."""
     values = cli.timeout_values(args)
-    return Timeouts(connect=values.connect, acse=values.acse, dimse=values.dimse)
+    connect = values.connect if hasattr(args, "connect_timeout") else values.acse
+    return Timeouts(connect=connect, acse=values.acse, dimse=values.dimse)
 
 
 # -- requestors -------------------------------------------------------------------------------
 
 
-def _run(args: argparse.Namespace, tracer: cli.Tracer, service: Service[Any]) -> Any:
-    """Run ``service`` as the requestor on the driver of ``args``; a failure to connect is 61."""
+def _run(
+    args: argparse.Namespace,
+    tracer: cli.Tracer,
+    service: Service[Any],
+    *,
+    interruptible: bool = False,
+) -> Any:
+    """Run ``service`` as the requestor on the driver of ``args``; a failure to connect is 61.
+
+    ``interruptible``: Ctrl-C is the service's (a C-CANCEL); a second one aborts (130).
+    """
     ssl_context = cli.client_ssl_context(args)
     try:
         return driver(args.driver).run_requestor(
@@ -66,9 +81,51 @@ def _run(args: argparse.Namespace, tracer: cli.Tracer, service: Service[Any]) ->
             ssl_context=ssl_context,
             server_hostname=getattr(args, "tls_server_name", None),
             on_event=tracer,
+            interruptible=interruptible,
         )
     except BROKEN as exc:
         raise association_failed(exc) from exc
+    except KeyboardInterrupt:
+        if not interruptible:
+            raise
+        tracer.logger.error("interrupted again: association aborted")
+        raise ToolError(EXIT_INTERRUPTED, "interrupted") from None  # type: ignore[arg-type]
+
+
+def _findscu(args: argparse.Namespace, log: logging.Logger, out: TextIO | None = None) -> int:
+    service = qrscu.findscu(args, log, out)
+    return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
+
+
+def _getscu(args: argparse.Namespace, log: logging.Logger) -> int:
+    service = qrscu.getscu(args, log, output_directory(args))
+    return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
+
+
+def _movescu(args: argparse.Namespace, log: logging.Logger) -> int:
+    if args.listen_port is None:
+        service = qrscu.movescu(args, log, None)
+        return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
+    receiver = qrscu.Receiver(output_directory(args), log, args.max_pdu)
+    service = qrscu.movescu(args, log, receiver)
+    try:
+        serving = driver(args.driver).serving(
+            receiver.service,
+            args.bind,
+            args.listen_port,
+            timeouts=_timeouts(args),
+            on_event=_ServerTracer(log, "STORE-SCP"),
+        )
+        server = serving.__enter__()
+    except OSError as exc:
+        raise ToolError(
+            ExitCode.NETWORK_SETUP, f"cannot listen on {args.bind}:{args.listen_port}: {exc}"
+        ) from exc
+    try:
+        log.info("listening on %s:%d for the C-STORE sub-operations", args.bind, server.port)
+        return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
+    finally:
+        serving.__exit__(None, None, None)
 
 
 def _echoscu(args: argparse.Namespace, log: logging.Logger) -> int:
@@ -164,8 +221,8 @@ class _ContextLocal:
 class _ServerTracer(cli.Tracer):
     """The acceptor's tracer: associations numbered per task (or thread), whatever the driver."""
 
-    def __init__(self, logger: logging.Logger) -> None:
-        super().__init__(logger, "SCP", per_association=True)
+    def __init__(self, logger: logging.Logger, label: str = "SCP") -> None:
+        super().__init__(logger, label, per_association=True)
         self._local = _ContextLocal()  # type: ignore[assignment]
 
 
@@ -230,6 +287,10 @@ def _echoscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
     return echo.echoscp(args)
 
 
+def _qrscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
+    return qrscp.qrscp(args, log, _timeouts(args), cli.Tracer(log, "MOVE-SCU"))
+
+
 #: Each tool: its parser, and what it does with the options and a logger.
 TOOLS: dict[
     str, tuple[Callable[[str], cli.Parser], Callable[[argparse.Namespace, logging.Logger], int]]
@@ -238,14 +299,25 @@ TOOLS: dict[
     "storescu": (cli.storescu_parser, _storescu),
     "echoscp": (cli.echoscp_parser, _serve("echoscp", _echoscp)),
     "storescp": (cli.storescp_parser, _serve("storescp", store.storescp)),
+    "findscu": (qr_cli.findscu_parser, _findscu),
+    "getscu": (qr_cli.getscu_parser, _getscu),
+    "movescu": (qr_cli.movescu_parser, _movescu),
+    "qrscp": (qr_cli.qrscp_parser, _serve("qrscp", _qrscp)),
 }
-_SERVICES = {"echoscp": _echoscp, "storescp": store.storescp}
+_SERVICES = {"echoscp": _echoscp, "storescp": store.storescp, "qrscp": _qrscp}
 
 
-def main(tool: str, argv: Sequence[str] | None = None, *, stream: TextIO | None = None) -> int:
+def main(
+    tool: str,
+    argv: Sequence[str] | None = None,
+    *,
+    stream: TextIO | None = None,
+    out: TextIO | None = None,
+) -> int:
     """Run ``tool`` with ``argv`` (default: the command line); its exit status.
 
-    A :class:`ToolError` becomes its exit code, logged; ``--help`` is 0, a usage error 1.
+    The log goes to ``stream`` (stderr); findscu prints its matches to ``out`` (stdout). A
+    :class:`ToolError` becomes its exit code, logged; ``--help`` is 0, a usage error 1.
     """
     make_parser, body = TOOLS[tool]
     try:
@@ -254,7 +326,7 @@ def main(tool: str, argv: Sequence[str] | None = None, *, stream: TextIO | None 
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     with cli.tool_logger(tool, args, stream) as log:
         try:
-            return body(args, log)
+            return _findscu(args, log, out) if tool == "findscu" else body(args, log)
         except ToolError as exc:
             log.critical("%s", exc)
             return exc.code
@@ -303,27 +375,11 @@ def server_in_thread(
                 log.removeHandler(handler)
 
 
-#: The Q/R tools' modules on each driver (until they too are services).
-_QR_MODULES = {"sockets": "qr_blocking", "trio": "qr_trio", "asyncio": "qr_asyncio"}
-QR_TOOLS = ("findscu", "getscu", "movescu", "qrscp")
-
-
-def qr_main(tool: str, argv: Sequence[str] | None = None, *, stream: TextIO | None = None) -> int:
-    """Run the Q/R tool ``tool`` on the driver its ``--driver`` option names."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    probe = argparse.ArgumentParser(add_help=False)
-    probe.add_argument("--driver", default="sockets")
-    name = probe.parse_known_args(argv)[0].driver
-    module = importlib.import_module(f"examples.tools.{_QR_MODULES.get(name, 'qr_blocking')}")
-    code: int = getattr(module, f"{tool}_main")(argv, stream=stream)
-    return code
-
-
 def entry(tool: str) -> Callable[[], int]:
     """The ``main`` of ``python -m examples.<tool>``."""
 
     def run() -> int:
-        return qr_main(tool) if tool in QR_TOOLS else main(tool)
+        return main(tool)
 
     run.__doc__ = f"{tool}: see ``python -m examples.{tool} --help``."
     return run

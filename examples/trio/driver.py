@@ -25,6 +25,7 @@ import contextlib
 import logging
 import math
 import queue
+import select
 import signal
 import socket
 import ssl
@@ -56,6 +57,7 @@ __all__ = [
     "DriverError",
     "Handler",
     "Server",
+    "Steps",
     "Timeouts",
     "echo_handler",
     "run_requestor",
@@ -549,9 +551,7 @@ class Server(AsyncServing):
             async with trio.open_nursery() as nursery:
                 assoc.nursery = nursery
                 if self.service is not None:
-                    link = runtime.Association(assoc.session, self.timeouts, self.on_event)
-                    with contextlib.suppress(DriverError, TimeoutError, OSError):
-                        await runtime.drive_async(assoc, self.service(link))
+                    await _run_service(assoc, self.service, self.timeouts)
                 else:
                     await self._run(assoc)
         finally:
@@ -563,6 +563,70 @@ class Server(AsyncServing):
 # -- running any service -----------------------------------------------------------------
 
 
+class Steps:
+    """How this driver answers a service's steps (:func:`examples.runtime.drive_async`).
+
+    :meth:`interrupt` (the first Ctrl-C) cancels an interruptible wait in progress and
+    delivers :class:`~examples.runtime.Interrupted` to the service there (or at its next one).
+    """
+
+    def __init__(self) -> None:
+        self.requested = 0
+        self._delivered = False
+        self._waiting: trio.CancelScope | None = None
+
+    def interrupt(self) -> None:
+        self.requested += 1
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    async def write(self, transport: Association, data: Sequence[bytes | memoryview]) -> None:
+        await transport.write(data)
+
+    async def receive(
+        self, transport: Association, timeout: float | None, interruptible: bool
+    ) -> object:
+        if not interruptible:
+            return await transport.next_event(timeout)
+        if not (self.requested and not self._delivered):
+            scope = self._waiting = trio.CancelScope()
+            try:
+                with scope:
+                    return await transport.next_event(timeout)
+            finally:
+                self._waiting = None
+        self._delivered = True
+        raise runtime.Interrupted
+
+    async def poll(self, transport: Association) -> object | None:
+        """The next event if it has arrived: in what was read already, or on the socket."""
+        try:
+            return await transport.next_event(0)  # what was read already: no read is attempted
+        except TimeoutError:
+            pass
+        stream = transport.stream
+        plain = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        sock = plain.socket  # type: ignore[attr-defined]
+        if sock.fileno() >= 0 and not select.select([sock.fileno()], [], [], 0)[0]:
+            return None
+        return await transport.next_event(transport.timeouts.dimse)
+
+    async def abort(self, transport: Association) -> None:
+        await transport.abort()
+
+    async def close(self, transport: Association) -> None:
+        await transport.close()
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    async def connect(self, step: runtime.Connect) -> tuple[Association, runtime.Association]:
+        assoc = await Association.connect(
+            step.host, step.port, timeouts=step.timeouts, on_event=step.trace
+        )
+        return assoc, runtime.Association(assoc.session, step.timeouts, step.trace)
+
+
 def run_requestor(
     service: runtime.Service[T],
     host: str,
@@ -572,10 +636,17 @@ def run_requestor(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     on_event: Callable[[str, object], None] | None = None,
+    interruptible: bool = False,
 ) -> T:
-    """Connect to ``host:port`` and run ``service`` as the requestor, in ``trio.run``."""
+    """Connect to ``host:port`` and run ``service`` as the requestor, in ``trio.run``.
 
-    async def main() -> T:
+    With ``interruptible`` (in the main thread), the first Ctrl-C is the service's
+    (:class:`~examples.runtime.Interrupted`); the second cancels it, which aborts the
+    association, and is raised as ``KeyboardInterrupt``.
+    """
+    steps = Steps()
+
+    async def run() -> T:
         assoc = await Association.connect(
             host,
             port,
@@ -585,9 +656,51 @@ def run_requestor(
             on_event=on_event,
         )
         link = runtime.Association(assoc.session, timeouts, on_event)
-        return await runtime.drive_async(assoc, service(link))
+        return await runtime.drive_async(steps, assoc, link, service(link))
 
-    return trio.run(main)
+    async def main() -> tuple[bool, Any]:
+        if not (interruptible and threading.current_thread() is threading.main_thread()):
+            return False, await run()
+        outcome: list[Any] = []
+        error: list[BaseException] = []  # raised outside the nursery: never in a group
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(_watch, steps, scope)
+                try:
+                    outcome.append(await run())
+                except Exception as exc:
+                    error.append(exc)
+                nursery.cancel_scope.cancel()
+        if error:
+            raise error[0]
+        return (not outcome), (outcome[0] if outcome else None)
+
+    cancelled, result = trio.run(main)
+    if cancelled:
+        raise KeyboardInterrupt
+    return result  # type: ignore[no-any-return]
+
+
+async def _watch(
+    steps: Steps, scope: trio.CancelScope, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Ctrl-C: the first is the service's, the second cancels ``scope``."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()
+        async for _ in signals:
+            if steps.requested:
+                scope.cancel()
+                return
+            steps.interrupt()
+
+
+async def _run_service(
+    assoc: Association, service: runtime.Service[None], timeouts: Timeouts
+) -> None:
+    """Run an acceptor's ``service`` on ``assoc``; its end, whatever it is, is the end."""
+    link = runtime.Association(assoc.session, timeouts, assoc._on_event)
+    with contextlib.suppress(DriverError, TimeoutError, OSError):
+        await runtime.drive_async(Steps(), assoc, link, service(link))
 
 
 async def _until_stopped() -> None:
