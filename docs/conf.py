@@ -43,6 +43,8 @@ dul_api_modules = [
     "dul",
     "dul.dimse",
     "dul.testing",
+    "dul.part10",
+    "dul.uids",
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
