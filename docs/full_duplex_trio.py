@@ -116,7 +116,10 @@ class Duplex:
                 self.window.notify_all()
 
     async def store(self, data: bytes | bytearray | memoryview, instance_uid: str) -> None:
-        """One C-STORE: the command, then the data set in pieces, the lock given up between them."""
+        """One C-STORE: the command, then the data set in pieces, the lock given up between them.
+
+        One task calls this (several would take the window and the message ID under a lock).
+        """
         async with self.window:
             # The asynchronous operations window (PS3.7 D.3.3.3) bounds the requests outstanding.
             while not self.session.can_invoke and self.ended is None:
