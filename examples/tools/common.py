@@ -279,16 +279,22 @@ def store_result(log: logging.Logger, dicom: storage.DicomFile, response: dimse.
 
 
 def storescu_result(log: logging.Logger, progress: cli.Progress, total: int, failures: int) -> int:
-    """storescu's summary line and exit status: OK when every file was stored."""
+    """storescu's summary line and exit status: OK when every file was stored.
+
+    Files never sent (storescu halts at the first failure unless -nh) count as not stored.
+    """
+    stored = progress.files - failures
     log.info(
         "%d of %d files stored, %.1f MB in %.2f s",
-        progress.files - failures,
+        stored,
         total,
         progress.bytes / 1e6,
         progress.elapsed,
     )
-    if failures:
-        log.error("%d file(s) not stored", failures)
+    if stored < total:
+        unsent = total - progress.files
+        halted = f" ({unsent} not sent: halted at the first failure; -nh goes on)" if unsent else ""
+        log.error("%d of %d files not stored%s", total - stored, total, halted)
         return ExitCode.REQUEST_FAILED
     return ExitCode.OK
 

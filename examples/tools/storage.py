@@ -168,8 +168,10 @@ def read_dicom_file(path: Path) -> DicomFile:
             )
             offset = fp.tell()
             size = os.fstat(fp.fileno()).st_size
-    except InvalidDicomError as exc:
-        raise InvalidFile(f"{path}: not a DICOM file ({exc})") from exc
+    except InvalidDicomError as exc:  # pydicom's text suggests force=True: no option of ours
+        raise InvalidFile(
+            f"{path}: not a DICOM Part 10 file: no 'DICM' after a 128-byte preamble (PS3.10 7.1)"
+        ) from exc
     except OSError as exc:
         raise InvalidFile(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except Exception as exc:  # pydicom raises many kinds on a corrupt meta group
