@@ -26,13 +26,11 @@ from typing import NoReturn, TextIO
 import attrs
 
 import dul
-from dul import dimse
-
-try:  # the pretty-printer behind ``python -m dul decode``
-    from dul._dump import UID_NAMES, describe
-except ImportError:  # pragma: no cover - an older dul: fall back to the events' repr
-    UID_NAMES = {}
-    describe = repr  # type: ignore[assignment]
+from dul import (
+    describe,  # the pretty-printer behind ``python -m dul decode``
+    dimse,
+)
+from dul.uids import UID_NAMES
 
 __all__ = [
     "UID_NAMES",

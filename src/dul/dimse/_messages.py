@@ -53,6 +53,7 @@ __all__ = [
     "status_category",
 ]
 
+#: The Verification SOP Class, which C-ECHO serves (PS3.4 Annex A).
 VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 _NO_DATASET = 0x0101  # CommandDataSetType: "no data set"; any other value means one follows
 _DATASET = 0x0001  # what DCMTK and pynetdicom send when a data set follows
@@ -449,6 +450,7 @@ def _check_priority(priority: int) -> None:
         raise LocalProtocolError(f"priority {priority!r} is not 0 (medium), 1 (high) or 2 (low)")
 
 
+#: Each message class by its Command Field (0000,0100) value: what a decoder looks up.
 MESSAGE_CLASSES: dict[int, type[Message]] = {
     cls.COMMAND_FIELD: cls
     for cls in (
