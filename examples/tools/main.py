@@ -154,15 +154,18 @@ def _storescu(args: argparse.Namespace, log: logging.Logger) -> int:
                 break
     finally:
         progress.finish()
+    total, stored = len(files), progress.files - failures
     log.info(
         "%d of %d files stored, %.1f MB in %.2f s",
-        progress.files - failures,
-        len(files),
+        stored,
+        total,
         progress.bytes / 1e6,
         progress.elapsed,
     )
-    if failures:
-        log.error("%d file(s) not stored", failures)
+    if stored < total:  # files never sent (halted at the first failure) are not stored either
+        unsent = total - progress.files
+        halted = f" ({unsent} not sent: halted at the first failure; -nh goes on)" if unsent else ""
+        log.error("%d of %d files not stored%s", total - stored, total, halted)
         return ExitCode.REQUEST_FAILED
     return ExitCode.OK
 
