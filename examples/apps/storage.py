@@ -388,6 +388,6 @@ def storage_policy(
     if accept_all:
         contexts = AnyAbstractSyntax(TRANSFER_SYNTAXES)
     else:
-        contexts = dict.fromkeys(STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES)
+        contexts = dict.fromkeys(sorted(STORAGE_SOP_CLASSES), TRANSFER_SYNTAXES)
         contexts[dimse.VERIFICATION_SOP_CLASS] = TRANSFER_SYNTAXES[:2]
     return dimse.AcceptorPolicy(contexts=contexts, ae_title=ae_title, maximum_length=maximum_length)
