@@ -42,7 +42,8 @@ def driver(name: str) -> ModuleType:
             raise
         raise ToolError(
             ExitCode.USAGE,
-            f"the {name} driver needs the {name} package: pip install 'dul[examples]'",
+            f"the {name} driver needs the {name} package, which is not installed: "
+            "pip install -e '.[examples]' (the extra with every driver's dependency)",
         ) from exc
 
 
@@ -341,6 +342,7 @@ def main(
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     with cli.tool_logger(tool, args, stream) as log:
         try:
+            driver(args.driver)  # a missing driver library is said before any work starts
             return _findscu(args, log, out) if tool == "findscu" else body(args, log)
         except ToolError as exc:
             log.critical("%s", exc)
