@@ -35,6 +35,8 @@ class AsyncMessaging:
         """The next event; an abort or close becomes :class:`AssociationAborted`."""
         try:
             event = await self.next_event(timeout)
+            while isinstance(event, dimse.MessageIncomplete):  # what cut it comes next
+                event = await self.next_event(timeout)
         except TimeoutError:
             await self.abort()
             raise
@@ -308,10 +310,4 @@ class AsyncServing:
         message = event.message
         if not isinstance(message, dimse.Request):
             return
-        response_class = dimse.MESSAGE_CLASSES.get(message.COMMAND_FIELD | 0x8000)
-        if response_class is None:  # pragma: no cover - every request has a response class
-            return
-        response = response_class(  # type: ignore[call-arg]
-            message_id_being_responded_to=message.message_id, status=0x0211
-        )
-        await assoc.send(response, context_id=event.context_id)
+        await assoc.send(message.refuse(0x0211), context_id=event.context_id)

@@ -299,6 +299,8 @@ class Association:
         """The next event; an abort or close becomes :class:`AssociationAborted`."""
         try:
             event = self.next_event(timeout)
+            while isinstance(event, dimse.MessageIncomplete):  # what cut it comes next
+                event = self.next_event(timeout)
         except TimeoutError:
             self.abort()
             raise
@@ -687,10 +689,4 @@ class Server:
         message = event.message
         if not isinstance(message, dimse.Request):
             return
-        response_class = dimse.MESSAGE_CLASSES.get(message.COMMAND_FIELD | 0x8000)
-        if response_class is None:  # pragma: no cover - every request has a response class
-            return
-        response = response_class(  # type: ignore[call-arg]
-            message_id_being_responded_to=message.message_id, status=0x0211
-        )
-        assoc.send(response, context_id=event.context_id)
+        assoc.send(message.refuse(0x0211), context_id=event.context_id)
