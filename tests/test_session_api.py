@@ -5,6 +5,12 @@ read-ahead, and the negotiated state however the A-ASSOCIATE-AC went.
 
 from __future__ import annotations
 
+import re
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
 import attrs
 import pytest
 from hypothesis import given, settings
@@ -384,3 +390,40 @@ def test_any_split_reaches_the_receiving_session(
     else:
         assert events[0] == MessageReceived(context_id=3, message=STORE, has_dataset=True)
         assert b"".join(bytes(e.data) for e in events[1:]) == payload  # type: ignore[union-attr]
+
+
+def test_the_loop_of_transport_md_ends() -> None:
+    """The receive loop docs/transport.md shows, run as printed on both ends of a socket pair:
+    an association, a release, and each loop returns its ConnectionClosed."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "transport.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def run(" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "docs/transport.md", "exec"), namespace)
+    run = namespace["run"]
+    requestor_sock, acceptor_sock = socket.socketpair()
+    for sock in (requestor_sock, acceptor_sock):
+        sock.settimeout(10)
+    scu, scp = dul.Connection(dul.Role.REQUESTOR), dul.Connection(dul.Role.ACCEPTOR)
+
+    def scp_handle(event: object) -> bytes:
+        if isinstance(event, dul.AssociateRequest):
+            answer = POLICY.evaluate(event)
+            assert isinstance(answer, dul.AssociateAccept)
+            return scp.send(answer)
+        if isinstance(event, dul.ReleaseRequest):
+            return scp.send(event.response())
+        return b""
+
+    def scu_handle(event: object) -> bytes:
+        assert isinstance(event, dul.AssociateAccept | dul.ReleaseResponse), event
+        return scu.send(dul.ReleaseRequest()) if isinstance(event, dul.AssociateAccept) else b""
+
+    ended: list[dul.ConnectionClosed] = []
+    server = threading.Thread(target=lambda: ended.append(run(acceptor_sock, scp, scp_handle)))
+    server.start()
+    requestor_sock.sendall(scu.send(requested()))
+    released = dul.ConnectionClosed(cause=dul.CloseCause.RELEASED)
+    assert run(requestor_sock, scu, scu_handle) == released
+    server.join(timeout=10)
+    assert ended == [released]
+    assert scu.closed and scp.closed and scp.next_event() == released
