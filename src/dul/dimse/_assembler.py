@@ -50,7 +50,7 @@ class DatasetChunk:
 @frozen(kw_only=True)
 class MessageIncomplete:
     """The message being received was cut: what ended it (a release, an abort, the transport
-    closing) comes next. Nothing of it is complete: discard what arrived of it.
+    closing, the end after a protocol error) comes next. It is incomplete: discard what arrived.
 
     ``message`` is the command, or ``None`` when the command set itself was cut. In streaming
     mode its :class:`MessageReceived` and some :class:`DatasetChunk` events came before, the last
