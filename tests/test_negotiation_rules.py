@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dul
+import dul.uids
 from dul import (
     AssociateAccept,
     AssociateRequest,
@@ -270,3 +271,25 @@ def test_rule_defaults_and_roles_by_rule() -> None:
         RoleSelection(sop_class_uid=MR_IMAGE_STORAGE, scu_role=False, scp_role=False),
     )
     assert AcceptorPolicy(scp_roles=[CT_IMAGE_STORAGE]).scp_roles == frozenset({CT_IMAGE_STORAGE})
+
+
+def test_every_storage_sop_class_by_rule() -> None:
+    """The docstring's example: dul.uids' storage SOP classes, any transfer syntax."""
+    storage = dul.uids.STORAGE_SOP_CLASSES
+    policy = AcceptorPolicy(
+        contexts={VERIFICATION: ()},
+        rules=(ContextRule(abstract_syntaxes=storage, transfer_syntaxes=any_uid),),
+        scp_roles=storage,
+    )
+    proposed = sorted(storage)[:126]
+    accept = answered(
+        policy,
+        request(
+            *(context(2 * i + 1, uid, JPEG_BASELINE) for i, uid in enumerate(proposed)),
+            context(253, "1.2.840.10008.5.1.4.1.2.2.1", IMPLICIT),  # a C-FIND SOP class: 3
+            context(255, VERIFICATION, IMPLICIT),
+        ),
+    )
+    got = results(accept)
+    assert [got[2 * i + 1] for i in range(len(proposed))] == [(0, JPEG_BASELINE)] * len(proposed)
+    assert (got[253][0], got[255]) == (3, (0, IMPLICIT))

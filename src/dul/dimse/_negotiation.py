@@ -181,7 +181,7 @@ class AcceptorPolicy:
     For example, Verification in either little endian, every storage SOP class in any transfer
     syntax the requestor prefers, and the C-GET SCP role for them::
 
-        storage = frozenset(STORAGE_SOP_CLASSES)  # from a UID table
+        storage = dul.uids.STORAGE_SOP_CLASSES  # a frozenset; a predicate would do too
         policy = AcceptorPolicy(
             contexts={VERIFICATION_SOP_CLASS: ()},
             rules=(ContextRule(abstract_syntaxes=storage, transfer_syntaxes=any_uid),),
