@@ -82,9 +82,9 @@ class AsyncMessaging:
     ) -> None:
         """Stream a data set of ``length`` bytes announced with ``dataset_follows=True``.
 
-        Chunks must have even lengths (but the last). A chunk is asked for only once the previous
-        one is written (trio) or fits under the transport's high-water mark (asyncio): a slow
-        peer slows the reading, and memory stays bounded.
+        Chunks may have any length (dul keeps fragments even). A chunk is asked for only once
+        the previous one is written (trio) or fits under the transport's high-water mark
+        (asyncio): a slow peer slows the reading, and memory stays bounded.
         """
         sent = 0
 

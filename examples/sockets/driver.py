@@ -344,7 +344,7 @@ class Association:
     def send_dataset_stream(self, context_id: int, chunks: Iterable[bytes], length: int) -> None:
         """Stream a data set of ``length`` bytes announced with ``dataset_follows=True``.
 
-        Chunks must have even lengths (but the last); memory stays bounded by one chunk.
+        Chunks may have any length (dul keeps fragments even); memory stays bounded by one chunk.
         """
         sent = 0
         for chunk in chunks:
