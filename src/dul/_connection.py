@@ -410,20 +410,24 @@ class Connection:
         keep = 0 if is_last else 2 - total % 2
         count = total - keep
         command = 1 if is_command else 0
-        h = len(head)
         buffers: list[bytes | memoryview] = []
-        start = 0  # in head + view; head is whole in the first fragment (fragment >= 2 >= h)
-        while start < count:
-            n = min(fragment, count - start)
-            last = 2 if is_last and start + n == count else 0
+        body = view[: max(count - len(head), 0)] if keep else view  # what goes out of it
+        first = 0  # where in body the plain fragments start
+        if head and count:  # the bytes kept back open the first fragment (fragment >= 2)
+            n = min(fragment, count)
+            last = 2 if is_last and n == count else 0
             buffers.append(pdata_header(n + 6, n + 2, context_id, command | last))
-            if start < h:
-                buffers.append(head)
-                if n > h:
-                    buffers.append(view[: n - h])
-            else:
-                buffers.append(view[start - h : start - h + n])
-            start += n
+            buffers.append(head)
+            first = n - len(head)
+            if first:
+                buffers.append(body[:first])
+        end = len(body)
+        for start in range(first, end, fragment):
+            chunk = body[start : start + fragment]
+            n = len(chunk)
+            last = 2 if is_last and start + n == end else 0
+            buffers.append(pdata_header(n + 6, n + 2, context_id, command | last))
+            buffers.append(chunk)
         # The bytes kept back are copied: the caller may reuse ``data`` once this is written.
         self._held = bytes(view[size - keep :]) if keep <= size else head + bytes(view)
         self._sending = None if is_last else (context_id, is_command)
