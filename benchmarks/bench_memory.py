@@ -174,8 +174,8 @@ def _row(what: str, dul: Stats, peers: Sequence[tuple[str, Stats]]) -> list[Row]
 
 def run(mode: str) -> list[Row]:
     """Peak RSS rows: storescp receiving, storescu sending, and idle start-up."""
+    from examples.apps.storage import read_dicom_file
     from examples.tools.sample_files import write_sample
-    from examples.tools.storage import read_dicom_file
 
     if not os.access(GNU_TIME, os.X_OK):
         print(f"bench_memory: {GNU_TIME} (GNU time) is missing: no memory rows", file=sys.stderr)
@@ -192,7 +192,7 @@ def run(mode: str) -> list[Row]:
         out = work / "out"
         report = work / "rss.txt"
 
-        dul_scu = [*python, "examples.sockets.storescu", "-q"]
+        dul_scu = [*python, "examples.storescu", "-q"]
         pyn_scu = [*python, "pynetdicom", "storescu", "-q"]
         if dcmtk is not None:
             sender = [str(dcmtk / "storescu"), HOST]
@@ -208,7 +208,7 @@ def run(mode: str) -> list[Row]:
             if result.returncode != 0:
                 raise RuntimeError(f"{sender_name} failed: {result.stderr[-300:]!r}")
 
-        dul_scp = [*python, "examples.sockets.storescp", "-q", "-od", str(out)]
+        dul_scp = [*python, "examples.storescp", "-q", "-od", str(out)]
         pyn_scp = [*python, "pynetdicom", "storescp", "-q", "-ba", HOST, "-od", str(out)]
         scps: list[tuple[str, list[str]]] = [("pynetdicom storescp", pyn_scp)]
         if dcmtk is not None:
@@ -234,7 +234,7 @@ def run(mode: str) -> list[Row]:
         receiver = (
             [str(dcmtk / "storescp"), "--ignore"]
             if dcmtk is not None
-            else [*python, "examples.sockets.storescp", "-q", "--ignore"]
+            else [*python, "examples.storescp", "-q", "--ignore"]
         )
         with _receiver(receiver) as port:
             target = [HOST, str(port), str(path)]
