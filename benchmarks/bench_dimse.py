@@ -59,7 +59,11 @@ class Received(NamedTuple):
 def establish(
     max_length: int = 16 << 10, *, whole_datasets: bool = False
 ) -> tuple[dimse.Session, dimse.Session]:
-    """A requestor and an acceptor Session, associated; each announces ``max_length``."""
+    """A requestor and an acceptor Session, associated; each announces ``max_length``.
+
+    The operations window is unlimited: the receive rows feed requests they never answer.
+    """
+    unlimited = dul.AsyncOpsWindow(invoked=0, performed=0)
     requestor = dimse.Session(dul.Connection(dul.Role.REQUESTOR))
     acceptor = dimse.Session(dul.Connection(dul.Role.ACCEPTOR), whole_datasets=whole_datasets)
     request = dul.AssociateRequest(
@@ -77,7 +81,7 @@ def establish(
                 transfer_syntaxes=(dimse.IMPLICIT_VR_LITTLE_ENDIAN,),
             ),
         ),
-        user_information=dul.UserInformation(maximum_length=max_length),
+        user_information=dul.UserInformation(maximum_length=max_length, async_ops_window=unlimited),
     )
     policy = dimse.AcceptorPolicy(
         contexts={
@@ -85,6 +89,7 @@ def establish(
             dimse.VERIFICATION_SOP_CLASS: (dimse.IMPLICIT_VR_LITTLE_ENDIAN,),
         },
         maximum_length=max_length,
+        async_ops_window=unlimited,
     )
     acceptor.receive_data(requestor.send(request))
     received = acceptor.next_event()

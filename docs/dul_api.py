@@ -31,7 +31,7 @@ import importlib.util
 import inspect
 import re
 from types import ModuleType
-from typing import Any
+from typing import Any, Generic
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -303,9 +303,9 @@ def _public_bases(app: Sphinx, name: str, obj: object, options: Any, bases: list
     """Show a private base class (``_SubOperations``) as the public bases it stands for."""
     index = 0
     while index < len(bases):
-        base = bases[index]
+        base = getattr(bases[index], "__origin__", bases[index])  # _Answered["CStoreResponse"]
         if base.__name__.startswith("_") and base is not object:
-            bases[index : index + 1] = list(base.__bases__)
+            bases[index : index + 1] = [b for b in base.__bases__ if b is not Generic]
         else:
             index += 1
 

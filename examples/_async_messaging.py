@@ -35,6 +35,8 @@ class AsyncMessaging:
         """The next event; an abort or close becomes :class:`AssociationAborted`."""
         try:
             event = await self.next_event(timeout)
+            while isinstance(event, dimse.MessageIncomplete):  # what cut it comes next
+                event = await self.next_event(timeout)
         except TimeoutError:
             await self.abort()
             raise
@@ -80,9 +82,9 @@ class AsyncMessaging:
     ) -> None:
         """Stream a data set of ``length`` bytes announced with ``dataset_follows=True``.
 
-        Chunks must have even lengths (but the last). A chunk is asked for only once the previous
-        one is written (trio) or fits under the transport's high-water mark (asyncio): a slow
-        peer slows the reading, and memory stays bounded.
+        Chunks may have any length (dul keeps fragments even). A chunk is asked for only once
+        the previous one is written (trio) or fits under the transport's high-water mark
+        (asyncio): a slow peer slows the reading, and memory stays bounded.
         """
         sent = 0
 
@@ -308,10 +310,4 @@ class AsyncServing:
         message = event.message
         if not isinstance(message, dimse.Request):
             return
-        response_class = dimse.MESSAGE_CLASSES.get(message.COMMAND_FIELD | 0x8000)
-        if response_class is None:  # pragma: no cover - every request has a response class
-            return
-        response = response_class(  # type: ignore[call-arg]
-            message_id_being_responded_to=message.message_id, status=0x0211
-        )
-        await assoc.send(response, context_id=event.context_id)
+        await assoc.send(message.refuse(0x0211), context_id=event.context_id)

@@ -541,13 +541,63 @@ def test_streaming_in_pieces() -> None:
     pair.requestor.send_data(1, b"\x00\x00", is_command=True)  # the stream is closed
 
 
-def test_streaming_pieces_must_be_even() -> None:
+def test_streaming_needs_a_byte_and_holds_back_at_most_two() -> None:
+    """An empty message is refused; odd pieces are welcome; the end may come alone, empty."""
     pair = established()
-    with pytest.raises(LocalProtocolError):
-        pair.requestor.send_data(3, b"odd", is_command=False, is_last=False)
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(LocalProtocolError, match="at least one byte"):
         pair.requestor.send_data(3, b"", is_command=False)
+    assert pair.requestor.send_data(3, b"", is_command=False, is_last=False) == []
     pair.requestor.send_data(1, b"\x00\x00", is_command=True)  # nothing was left open
+    assert pair.requestor.send_data(3, b"o", is_command=False, is_last=False) == []  # held
+    assert pair.requestor.send_data(3, b"d", is_command=False, is_last=False) == []  # held
+    first = pair.requestor.send_data(3, b"d!", is_command=False, is_last=False)
+    assert [c for *_, c in pdus(first)] == [b"od"]  # "d!" is held back: the end may be empty
+    with pytest.raises(LocalProtocolError, match="holds back"):  # exact PDVs would skip it
+        pair.requestor.send(PData(values=(PresentationDataValue(
+            context_id=3, is_command=False, is_last=True, data=b"xx"),)))  # fmt: skip
+    end = pair.requestor.send_data(3, b"", is_command=False, is_last=True)
+    assert [(control, c) for _, _, control, c in pdus(end)] == [(2, b"d!")]
+    assert pdv_payloads(receive(pair.acceptor, b"".join(first + end))) == [
+        (3, False, False, b"od"),
+        (3, False, True, b"d!"),
+    ]
+
+
+PIECES = st.lists(st.binary(max_size=40), max_size=12)
+
+
+@given(
+    pieces=PIECES,
+    tail=st.binary(max_size=40),
+    maximum=st.sampled_from([8, 10, 13, 16, 64, 0]),
+)
+def test_any_split_streams_the_payload(pieces: list[bytes], tail: bytes, maximum: int) -> None:
+    """Any split of a payload into pieces of any length, ended by a last piece (empty or not):
+    on the wire exactly the payload, every fragment even but the last, none empty, each PDU
+    within the peer's maximum length, and the payload bytes views of the caller's pieces but at
+    most two bytes per piece (the ones kept back)."""
+    payload = b"".join(pieces) + tail
+    if not payload:
+        return
+    pair = established(acceptor_max=maximum)
+    callers = [bytearray(p) for p in [*pieces, tail]]  # bytearrays: views of them are findable
+    wire: list[bytes | memoryview] = []
+    for i, piece in enumerate(callers):
+        buffers = pair.requestor.send_data(
+            3, piece, is_command=False, is_last=i == len(callers) - 1
+        )
+        copied = [b for b in buffers if not (isinstance(b, memoryview) and b.obj is piece)]
+        assert sum(len(b) for b in copied) <= 12 * len(pdus(buffers)) + 2  # headers; held bytes
+        wire += [bytes(b) for b in buffers]  # written now: the caller may reuse its piece next
+        piece[:] = bytes(len(piece))
+    written = pdus(wire)
+    assert b"".join(c for *_, c in written) == payload
+    assert all(len(c) % 2 == 0 and c for *_, c in written[:-1]) and written[-1][3]
+    assert [control for _, _, control, _ in written] == [0] * (len(written) - 1) + [2]
+    if maximum:
+        assert all(length <= maximum for length, *_ in written)
+    received = pdv_payloads(receive(pair.acceptor, b"".join(wire)))
+    assert b"".join(d for *_, d in received) == payload
 
 
 def test_send_pdata_checks_context_and_length() -> None:

@@ -205,6 +205,34 @@ def test_echo_and_store_against_storescp(
         assert data[dataset_offset(data) :] == dataset
 
 
+@pytest.mark.interop
+@pytest.mark.parametrize("piece", [1, 999, 4093], ids=["1-byte", "999", "4093"])
+def test_odd_pieces_and_an_explicit_end_against_storescp(
+    dcmtk: Dcmtk, tmp_path: Path, ct_files: list[tuple[Path, str, bytes]], piece: int
+) -> None:
+    """A data set streamed in odd pieces, then ended by end_dataset() alone: storescp (+B,
+    4096-byte PDUs) stores exactly the bytes sent, and dcmdump reads the file."""
+    _, uid, dataset = ct_files[0]
+    with dcmtk.storescp(tmp_path, "+B", "--max-pdu", "4096") as port:
+        peer = associate(port, "STORESCP", ((CT_IMAGE_STORAGE, EXPLICIT_LE),))
+        store = CStoreRequest(
+            message_id=1, affected_sop_class_uid=CT_IMAGE_STORAGE, affected_sop_instance_uid=uid
+        )
+        peer.send_message(store, context_id=1, dataset_follows=True)
+        for start in range(0, len(dataset), piece):
+            peer.send_dataset(1, dataset[start : start + piece], is_last=False)
+        peer.write(peer.session.end_dataset(1))
+        assert response(peer).message.status == 0x0000  # type: ignore[attr-defined]
+        assert peer.release() == dul.ConnectionClosed(cause=dul.CloseCause.RELEASED)
+    stored = tmp_path / "received" / f"CT.{uid}"
+    data = stored.read_bytes()
+    assert data[dataset_offset(data) :] == dataset
+    dump = subprocess.run(
+        ["dcmdump", str(stored)], capture_output=True, text=True, timeout=IO_TIMEOUT, check=True
+    )
+    assert uid in dump.stdout
+
+
 # -- C-FIND against dcmqrscp -----------------------------------------------------------------------
 
 

@@ -151,13 +151,15 @@ def test_store_with_dataset(how: Feed, whole: bool) -> None:
     assert answer == MessageReceived(context_id=3, message=rsp, has_dataset=False, request=rq)
 
 
-def test_streamed_send() -> None:
-    """``dataset_follows=True``, then the data set in pieces: what arrives is the concatenation.
-    Nothing else goes out until the last piece (messages never interleave, PS3.7 §6.3.1), pieces
-    before the last have an even length, and a piece needs a data set announced on its context."""
+@pytest.mark.parametrize("explicit_end", [False, True], ids=["last-piece", "end_dataset"])
+def test_streamed_send(explicit_end: bool) -> None:
+    """``dataset_follows=True``, then the data set in pieces of any length: what arrives is the
+    concatenation. Nothing else goes out until the end (messages never interleave, PS3.7
+    §6.3.1), neither a release (it would cut the message), and a piece needs a data set
+    announced on its context. The end rides on the last piece or comes alone."""
     pair = associated(acceptor_maximum=4096)
     sender = pair.requestor
-    pieces = [b"ab" * 1000, b"cd" * 3000, b"e" * 4093]
+    pieces = [b"ab" * 1000, b"c" * 3001, b"e" * 4093, b"f"]
     with pytest.raises(LocalProtocolError, match="no data set was announced"):
         sender.send_dataset(3, pieces[0], is_last=False)
     pair.send_message(sender, store(1), context_id=3, dataset_follows=True)
@@ -167,9 +169,11 @@ def test_streamed_send() -> None:
             sender.send_message(cancel, context_id=1)
         with pytest.raises(LocalProtocolError, match=r"no data set was announced on .* 1"):
             sender.send_dataset(1, piece, is_last=False)
-        with pytest.raises(LocalProtocolError, match="even length"):
-            sender.send_dataset(3, b"odd", is_last=False)
-        pair.send_dataset(sender, 3, piece, is_last=i == len(pieces) - 1)
+        with pytest.raises(LocalProtocolError, match="ReleaseRequest: the data set announced"):
+            sender.send(dul.ReleaseRequest())
+        pair.send_dataset(sender, 3, piece, is_last=not explicit_end and i == len(pieces) - 1)
+    if explicit_end:
+        pair.write(sender, sender.end_dataset(3))
     events = pair.deliver(sender)
     assert events[0] == MessageReceived(context_id=3, message=store(1), has_dataset=True)
     assert b"".join(bytes(e.data) for e in events[1:]) == b"".join(pieces)  # type: ignore[union-attr]

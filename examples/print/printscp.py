@@ -239,7 +239,6 @@ class VirtualPrinter:
             assert isinstance(message, dimse.Request)
             syntax = assoc.session.contexts[event.context_id].transfer_syntax
             data = reader.read_all()
-            response_class = dimse.MESSAGE_CLASSES[message.COMMAND_FIELD | 0x8000]
             answer: Dataset | None = None
             try:
                 dataset = decode_dataset(data, syntax) if data else None
@@ -247,13 +246,10 @@ class VirtualPrinter:
                 status, fields, answer = operation(
                     assoc, self._state(assoc), event.context_id, message, dataset
                 )
-                response = response_class(  # type: ignore[call-arg]
-                    message_id_being_responded_to=message.message_id, status=status, **fields
-                )
+                response = message.response(status, **fields)
             except _Refused as refused:
-                response = response_class(  # type: ignore[call-arg]
-                    message_id_being_responded_to=message.message_id,
-                    status=refused.status,
+                response = message.response(
+                    refused.status,
                     error_comment=refused.comment[:64],
                     offending_element=refused.offending,
                 )
@@ -264,11 +260,7 @@ class VirtualPrinter:
             except (DriverError, TimeoutError, dul.ProtocolError):
                 raise  # the association itself failed (during an event report): the server ends it
             except Exception as exc:  # a data set pydicom cannot read, a bug: answer, go on
-                response = response_class(  # type: ignore[call-arg]
-                    message_id_being_responded_to=message.message_id,
-                    status=Status.PROCESSING_FAILURE,
-                    error_comment=str(exc)[:64],
-                )
+                response = message.refuse(Status.PROCESSING_FAILURE, str(exc)[:64])
                 self.say(f"failed {type(message).__name__}: {exc!r}")
             encoded = encode_dataset(answer, syntax) if answer else None
             assoc.send(response, context_id=event.context_id, dataset=encoded)

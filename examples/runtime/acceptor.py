@@ -76,13 +76,7 @@ def unsupported(
     yield from dataset.drain()
     if not isinstance(message, dimse.Request):
         return
-    response_class = dimse.MESSAGE_CLASSES.get(message.COMMAND_FIELD | 0x8000)
-    if response_class is None:  # pragma: no cover - every request has a response class
-        return
-    response = response_class(  # type: ignore[call-arg]
-        message_id_being_responded_to=message.message_id, status=0x0211
-    )
-    yield from assoc.send(response, context_id=event.context_id)
+    yield from assoc.send(message.refuse(0x0211), context_id=event.context_id)
 
 
 def refuse(assoc: Association) -> Steps[None]:

@@ -128,6 +128,8 @@ class Association:
         return (yield from self._upper(event))
 
     def _upper(self, event: object) -> Steps[object]:
+        while isinstance(event, dimse.MessageIncomplete):  # what cut it comes next
+            event = yield from self.next_event(0)
         if isinstance(event, dul.ConnectionClosed):
             self.closed = event
         if isinstance(event, dul.Abort):

@@ -296,6 +296,8 @@ class Association:
         """The next event; an abort or close becomes :class:`AssociationAborted`."""
         try:
             event = self.next_event(timeout)
+            while isinstance(event, dimse.MessageIncomplete):  # what cut it comes next
+                event = self.next_event(timeout)
         except TimeoutError:
             self.abort()
             raise
@@ -339,7 +341,7 @@ class Association:
     def send_dataset_stream(self, context_id: int, chunks: Iterable[bytes], length: int) -> None:
         """Stream a data set of ``length`` bytes announced with ``dataset_follows=True``.
 
-        Chunks must have even lengths (but the last); memory stays bounded by one chunk.
+        Chunks may have any length (dul keeps fragments even); memory stays bounded by one chunk.
         """
         sent = 0
         for chunk in chunks:
@@ -690,13 +692,7 @@ class Server:
         message = event.message
         if not isinstance(message, dimse.Request):
             return
-        response_class = dimse.MESSAGE_CLASSES.get(message.COMMAND_FIELD | 0x8000)
-        if response_class is None:  # pragma: no cover - every request has a response class
-            return
-        response = response_class(  # type: ignore[call-arg]
-            message_id_being_responded_to=message.message_id, status=0x0211
-        )
-        assoc.send(response, context_id=event.context_id)
+        assoc.send(message.refuse(0x0211), context_id=event.context_id)
 
 
 # -- running any service -----------------------------------------------------------------

@@ -52,7 +52,7 @@ from ._events import (
     UserInformation,
     WireStr,
 )
-from ._pdu import decode, encode
+from ._pdu import decode, encode, is_valid_uid
 from ._state import Action, Input, State
 
 __version__ = "0.1.0"
@@ -111,5 +111,6 @@ __all__ = [
     "describe",
     "dump_stream",
     "encode",
+    "is_valid_uid",
     "reject_reason_name",
 ]

@@ -139,6 +139,7 @@ class Connection:
         self._framing_lost = False
         self._ending = CloseCause.ABORTED_BY_PROVIDER
         self._sending: tuple[int, bool] | None = None
+        self._held = b""  # the tail of a piece send_data() holds back (at most 2 bytes)
         self.request: AssociateRequest | None = None
         self.accept: AssociateAccept | None = None
         self._contexts: dict[int, AcceptedContext] = {}
@@ -154,6 +155,16 @@ class Connection:
     def state(self) -> State:
         """The PS3.8 state (``State(n)`` is ``Sta<n>``)."""
         return self._state
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is over: ``ConnectionClosed`` is the next event, or was.
+
+        Nothing more will happen: ``next_event()`` returns that ``ConnectionClosed`` again on
+        every call (as h11 keeps returning its final state), so a loop must stop on it.
+        """
+        closed = self._closed
+        return closed is not None and (not self._events or self._events[0] is closed)
 
     @property
     def artim_running(self) -> bool:
@@ -321,7 +332,7 @@ class Connection:
         if action is Action.AA_7:
             return  # already ending: answer with an A-ABORT, and stay silent to the user
         self._ending = CloseCause.ABORTED_BY_PROVIDER
-        self._sending = None
+        self._sending, self._held = None, b""
         self._state = State.AWAITING_TRANSPORT_CLOSE
         exc.reply = reply
         raise exc
@@ -361,9 +372,16 @@ class Connection:
         """Fragment one message's command or dataset bytes into P-DATA-TF PDUs.
 
         Returns the buffers for one gather-write (``sendmsg``/``writelines``). Each PDU holds one
-        PDV and fits the peer's maximum length; fragments have an even length. A payload too
-        large to hold may be fed in pieces: ``is_last=False`` on all but the final piece (each
-        such piece of even length). The data is sliced, never copied.
+        PDV and fits the peer's maximum length; fragments but the last have an even length, and
+        none is empty (PS3.8 Annex E.1).
+
+        A payload too large to hold may be fed in pieces of any length: ``is_last=False`` on all
+        but the final piece, which may be empty (an explicit end). So that the fragments stay
+        even and the last one is never empty, a piece sent with ``is_last=False`` keeps back its
+        last one or two bytes (copied, once), which go out with the next piece.
+
+        The payload is sliced, never copied: the buffers returned are views of ``data``, valid
+        while ``data`` is unchanged. Write them before reusing or changing ``data``.
         """
         self._allowed(Input.EVT9, "P-DATA")
         if context_id not in self._contexts:
@@ -375,26 +393,46 @@ class Connection:
             )
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
         size = len(view)
-        if size == 0:
+        head = self._held  # bytes kept back from the previous piece of this same stream
+        total = len(head) + size
+        if is_last and total == 0:
             raise LocalProtocolError("a PDV needs at least one byte of data (PS3.8 Annex E.1)")
-        if not is_last and size % 2:
-            raise LocalProtocolError("pieces sent with is_last=False must have an even length")
         fragment = (self.max_send_length or UNLIMITED_FRAGMENT) - 6
         fragment -= fragment % 2
         if fragment < 2:
             raise LocalProtocolError(
                 f"the peer's maximum length {self.max_send_length} is too small"
             )
+        if size == 0 and not is_last:
+            return []  # nothing to send, nothing to keep
+        # Not the end: keep back 1 byte of an odd total (the rest is even), 2 of an even one (so
+        # that an empty final piece still has a byte to carry).
+        keep = 0 if is_last else 2 - total % 2
+        count = total - keep
         command = 1 if is_command else 0
         buffers: list[bytes | memoryview] = []
-        for start in range(0, size, fragment):
-            chunk = view[start : start + fragment]
+        body = view[: max(count - len(head), 0)] if keep else view  # what goes out of it
+        first = 0  # where in body the plain fragments start
+        if head and count:  # the bytes kept back open the first fragment (fragment >= 2)
+            n = min(fragment, count)
+            last = 2 if is_last and n == count else 0
+            buffers.append(pdata_header(n + 6, n + 2, context_id, command | last))
+            buffers.append(head)
+            first = n - len(head)
+            if first:
+                buffers.append(body[:first])
+        end = len(body)
+        for start in range(first, end, fragment):
+            chunk = body[start : start + fragment]
             n = len(chunk)
-            last = 2 if is_last and start + n == size else 0
+            last = 2 if is_last and start + n == end else 0
             buffers.append(pdata_header(n + 6, n + 2, context_id, command | last))
             buffers.append(chunk)
+        # The bytes kept back are copied: the caller may reuse ``data`` once this is written.
+        self._held = bytes(view[size - keep :]) if keep <= size else head + bytes(view)
         self._sending = None if is_last else (context_id, is_command)
-        self._apply(Input.EVT9)
+        if buffers:
+            self._apply(Input.EVT9)
         return buffers
 
     def _allowed(self, event_input: Input, what: str) -> None:
@@ -429,6 +467,11 @@ class Connection:
                 )
 
     def _check_pdata(self, pdata: PData) -> None:
+        if self._held:
+            raise LocalProtocolError(
+                "send_data() holds back the end of a piece: finish that message with "
+                "send_data(..., is_last=True) first"
+            )
         sending = self._sending
         for value in pdata.values:
             if value.context_id not in self._contexts:
@@ -597,7 +640,7 @@ class Connection:
     def _aa_1(self, event: Abort) -> None:
         self._start_artim()
         self._ending = CloseCause.ABORTED_LOCALLY
-        self._sending = None
+        self._sending, self._held = None, b""
 
     def _aa_2(self, event: Abort | None) -> None:
         if self._state is State.AWAITING_TRANSPORT_CLOSE:

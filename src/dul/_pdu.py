@@ -43,7 +43,7 @@ from ._events import (
     WireStr,
 )
 
-__all__ = ["check_pdata", "decode", "decode_pdu", "encode", "pdata_header"]
+__all__ = ["check_pdata", "decode", "decode_pdu", "encode", "is_valid_uid", "pdata_header"]
 
 PDU_HEADER = struct.Struct(">BxL")
 _ITEM = struct.Struct(">BxH")
@@ -504,6 +504,15 @@ _AE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\]")
 _VALID_UIDS: set[str] = set()  # a small memo: negotiation repeats the same few dozen UIDs
 
 
+def is_valid_uid(text: str) -> bool:
+    """True when ``text`` is a UID as PS3.5 §9.1 defines it: what ``encode`` sends.
+
+    Numbers without leading zeros separated by single dots, at most 64 characters. Use it to
+    screen peer-chosen values before echoing them in something you send.
+    """
+    return isinstance(text, str) and len(text) <= 64 and _UID.fullmatch(text) is not None
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise LocalProtocolError(message)
@@ -515,7 +524,7 @@ def _uid_bytes(value: str, what: str, strict: bool) -> bytes:
     if value not in _VALID_UIDS:
         _check(isinstance(value, str), f"{what} must be a str, not {type(value).__name__}")
         _check(
-            len(value) <= 64 and _UID.fullmatch(value) is not None,
+            is_valid_uid(value),
             f"{what} {value!r} is not a UID (PS3.5 §9.1: numbers without leading zeros, "
             "separated by dots, at most 64 characters)",
         )

@@ -16,7 +16,6 @@ bounded by ``max_length``.
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Iterable
 from typing import BinaryIO
@@ -24,6 +23,7 @@ from typing import BinaryIO
 import attrs
 
 from ._events import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from ._pdu import is_valid_uid
 
 __all__ = [
     "DEFAULT_MAX_META_LENGTH",
@@ -62,7 +62,6 @@ _TEXT_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"}
 )
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")  # PS3.5 §9.1
 
 # The elements FileMeta has a field for: element number → (field name, the VR PS3.10 gives it).
 _FIELDS: dict[int, tuple[str, str]] = {
@@ -466,7 +465,7 @@ def _encode_element(element: int, vr: str, value: bytes) -> bytes:
 
 def _uid(value: str, what: str, strict: bool) -> bytes:
     """A UI value, padded with a NUL to an even length (PS3.5 §6.2)."""
-    if strict and not (len(value) <= 64 and _UID.fullmatch(value)):
+    if strict and not is_valid_uid(value):
         raise ValueError(
             f"{what} {value!r} is not a UID (PS3.5 §9.1: numbers without leading zeros, "
             "separated by dots, at most 64 characters)"

@@ -4,7 +4,7 @@ Still sans-I/O: a :class:`Session` wraps a :class:`dul.Connection`, turns messag
 buffers of P-DATA-TF PDUs (through the Connection's one fragmenter) and PDVs back into messages.
 """
 
-from ._assembler import Assembler, DatasetChunk, MessageReceived
+from ._assembler import Assembler, DatasetChunk, MessageIncomplete, MessageReceived
 from ._commands import ELEMENTS, decode_command, encode_command
 from ._messages import (
     MESSAGE_CLASSES,
@@ -47,7 +47,10 @@ from ._negotiation import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
     AcceptorPolicy,
+    ContextRule,
     NegotiatedContext,
+    UIDMatch,
+    any_uid,
     negotiated_contexts,
     operations_window,
 )
@@ -73,9 +76,11 @@ __all__ = [
     "CMoveResponse",
     "CStoreRequest",
     "CStoreResponse",
+    "ContextRule",
     "DatasetChunk",
     "DatasetPresence",
     "Message",
+    "MessageIncomplete",
     "MessageReceived",
     "NActionRequest",
     "NActionResponse",
@@ -95,6 +100,8 @@ __all__ = [
     "Response",
     "Session",
     "StatusCategory",
+    "UIDMatch",
+    "any_uid",
     "decode_command",
     "decode_message",
     "encode_command",

@@ -14,7 +14,7 @@ from .._errors import RemoteProtocolError
 from .._events import PresentationDataValue
 from ._messages import Message, Request, decode_message
 
-__all__ = ["Assembler", "DatasetChunk", "MessageReceived"]
+__all__ = ["Assembler", "DatasetChunk", "MessageIncomplete", "MessageReceived"]
 
 #: Command sets are small (a few hundred bytes); this bounds what a peer can make us buffer.
 MAX_COMMAND_LENGTH = 1 << 16
@@ -45,6 +45,20 @@ class DatasetChunk:
     context_id: int
     data: bytes | memoryview = field(repr=lambda d: f"<{len(d)} bytes>")
     is_last: bool
+
+
+@frozen(kw_only=True)
+class MessageIncomplete:
+    """The message being received was cut: what ended it (a release, an abort, the transport
+    closing, the end after a protocol error) comes next. It is incomplete: discard what arrived.
+
+    ``message`` is the command, or ``None`` when the command set itself was cut. In streaming
+    mode its :class:`MessageReceived` and some :class:`DatasetChunk` events came before, the last
+    without ``is_last``; with whole data sets nothing of it did.
+    """
+
+    context_id: int
+    message: Message | None
 
 
 def _error(message: str) -> RemoteProtocolError:
@@ -154,3 +168,19 @@ class Assembler:
                 )
             self._pending = None
             self._context_id = None
+
+    def interrupt(self) -> MessageIncomplete | None:
+        """Forget the message half received, if any, and say what it was."""
+        if self._context_id is None:
+            return None
+        cut = MessageIncomplete(
+            context_id=self._context_id,
+            message=None if self._pending is None else self._pending.message,
+        )
+        self._command.clear()
+        self._command_length = 0
+        self._dataset.clear()
+        self._dataset_length = 0
+        self._pending = None
+        self._context_id = None
+        return cut

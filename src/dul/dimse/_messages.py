@@ -8,7 +8,7 @@ Grayscale Print Management, each command names its own SOP class.
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import attrs
 from attrs import frozen
@@ -146,13 +146,6 @@ class Message:
 
 
 @frozen(kw_only=True)
-class Request(Message):
-    """A DIMSE request: it carries a Message ID."""
-
-    message_id: int
-
-
-@frozen(kw_only=True)
 class Response(Message):
     """A DIMSE response, with the status-related fields every response may carry."""
 
@@ -173,11 +166,75 @@ class Response(Message):
         return self.category is StatusCategory.PENDING
 
 
+#: What a response echoes from its request (PS3.7 §9.3, §10.3 tables): response field, then the
+#: request fields it comes from, first present wins. N-GET, N-SET, N-ACTION and N-DELETE answer
+#: with the *requested* SOP class and instance as the *affected* ones.
+_ECHOED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("affected_sop_class_uid", ("affected_sop_class_uid", "requested_sop_class_uid")),
+    ("affected_sop_instance_uid", ("affected_sop_instance_uid", "requested_sop_instance_uid")),
+    ("event_type_id", ("event_type_id",)),
+    ("action_type_id", ("action_type_id",)),
+)
+
+
+@frozen(kw_only=True)
+class Request(Message):
+    """A DIMSE request: it carries a Message ID, and builds its response."""
+
+    message_id: int
+
+    def response(self, status: int = 0x0000, **fields: Any) -> Response:
+        """The response to this request, echoing what PS3.7 says it echoes.
+
+        Message ID Being Responded To, the affected SOP class UID, and where the response has
+        them the affected SOP instance UID (the requested one, for DIMSE-N requests that name a
+        requested instance), event type ID and action type ID. ``fields`` set the rest (or
+        override an echo: the instance UID an N-CREATE SCP assigned, say).
+        """
+        cls = cast("type[Response]", MESSAGE_CLASSES[self.COMMAND_FIELD | 0x8000])
+        names = attrs.fields_dict(cls)
+        values: dict[str, Any] = {}
+        for name, sources in _ECHOED:
+            if name in names:
+                values[name] = next(
+                    (v for v in (getattr(self, s, None) for s in sources) if v is not None), None
+                )
+        values.update(fields)
+        return cls(message_id_being_responded_to=self.message_id, status=status, **values)
+
+    def refuse(self, status: int, error_comment: str | None = None) -> Response:
+        """A final response refusing this request with a failure, warning or cancel status.
+
+        For example 0x0122 (SOP class not supported), 0x0211 (unrecognized operation) or 0xA700
+        (out of resources). A success or pending status is a :class:`LocalProtocolError`.
+        """
+        if status_category(status) in (StatusCategory.SUCCESS, StatusCategory.PENDING):
+            raise LocalProtocolError(
+                f"refuse() needs a failure, warning or cancel status, not {status:#06x}"
+            )
+        return self.response(status, error_comment=error_comment)
+
+
+_R = TypeVar("_R", bound=Response)
+
+
+class _Answered(Request, Generic[_R]):
+    """A request whose response class is ``_R``: ``response()`` and ``refuse()`` say so."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def response(self, status: int = 0x0000, **fields: Any) -> _R: ...
+
+        def refuse(self, status: int, error_comment: str | None = None) -> _R: ...
+
+
 # -- DIMSE-C (PS3.7 §9.3) ------------------------------------------------------------------
 
 
 @frozen(kw_only=True)
-class CStoreRequest(Request):
+class CStoreRequest(_Answered["CStoreResponse"]):
     """C-STORE-RQ (PS3.7 §9.3.1.1)."""
 
     COMMAND_FIELD = 0x0001
@@ -207,7 +264,7 @@ class CStoreResponse(Response):
 
 
 @frozen(kw_only=True)
-class CFindRequest(Request):
+class CFindRequest(_Answered["CFindResponse"]):
     """C-FIND-RQ (PS3.7 §9.3.2.1); the identifier is the data set."""
 
     COMMAND_FIELD = 0x0020
@@ -229,7 +286,7 @@ class CFindResponse(Response):
 
 
 @frozen(kw_only=True)
-class CGetRequest(Request):
+class CGetRequest(_Answered["CGetResponse"]):
     """C-GET-RQ (PS3.7 §9.3.3.1); the identifier is the data set."""
 
     COMMAND_FIELD = 0x0010
@@ -266,7 +323,7 @@ class CGetResponse(_SubOperations):
 
 
 @frozen(kw_only=True)
-class CMoveRequest(Request):
+class CMoveRequest(_Answered["CMoveResponse"]):
     """C-MOVE-RQ (PS3.7 §9.3.4.1); the identifier is the data set."""
 
     COMMAND_FIELD = 0x0021
@@ -289,7 +346,7 @@ class CMoveResponse(_SubOperations):
 
 
 @frozen(kw_only=True)
-class CEchoRequest(Request):
+class CEchoRequest(_Answered["CEchoResponse"]):
     """C-ECHO-RQ (PS3.7 §9.3.5.1)."""
 
     COMMAND_FIELD = 0x0030
@@ -319,7 +376,7 @@ class CCancelRequest(Message):
 
 
 @frozen(kw_only=True)
-class NEventReportRequest(Request):
+class NEventReportRequest(_Answered["NEventReportResponse"]):
     """N-EVENT-REPORT-RQ (PS3.7 §10.3.1.1); event information is an optional data set."""
 
     COMMAND_FIELD = 0x0100
@@ -341,7 +398,7 @@ class NEventReportResponse(Response):
 
 
 @frozen(kw_only=True)
-class NGetRequest(Request):
+class NGetRequest(_Answered["NGetResponse"]):
     """N-GET-RQ (PS3.7 §10.3.2.1); no attribute list means all attributes."""
 
     COMMAND_FIELD = 0x0110
@@ -363,7 +420,7 @@ class NGetResponse(Response):
 
 
 @frozen(kw_only=True)
-class NSetRequest(Request):
+class NSetRequest(_Answered["NSetResponse"]):
     """N-SET-RQ (PS3.7 §10.3.3.1); the modification list is the data set."""
 
     COMMAND_FIELD = 0x0120
@@ -384,7 +441,7 @@ class NSetResponse(Response):
 
 
 @frozen(kw_only=True)
-class NActionRequest(Request):
+class NActionRequest(_Answered["NActionResponse"]):
     """N-ACTION-RQ (PS3.7 §10.3.4.1); action information is an optional data set."""
 
     COMMAND_FIELD = 0x0130
@@ -406,7 +463,7 @@ class NActionResponse(Response):
 
 
 @frozen(kw_only=True)
-class NCreateRequest(Request):
+class NCreateRequest(_Answered["NCreateResponse"]):
     """N-CREATE-RQ (PS3.7 §10.3.5.1); without an instance UID the SCP assigns one."""
 
     COMMAND_FIELD = 0x0140
@@ -426,7 +483,7 @@ class NCreateResponse(Response):
 
 
 @frozen(kw_only=True)
-class NDeleteRequest(Request):
+class NDeleteRequest(_Answered["NDeleteResponse"]):
     """N-DELETE-RQ (PS3.7 §10.3.6.1)."""
 
     COMMAND_FIELD = 0x0150

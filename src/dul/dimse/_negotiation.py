@@ -6,7 +6,7 @@ the asynchronous operations window (D.3.3.3), extended negotiation (D.3.3.5-6).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from attrs import field, frozen
 
@@ -18,6 +18,7 @@ from .._events import (
     AssociateReject,
     AssociateRequest,
     AsyncOpsWindow,
+    PresentationContext,
     PresentationContextAC,
     RoleSelection,
     SOPClassExtendedNegotiation,
@@ -25,10 +26,14 @@ from .._events import (
     UserIdentityAC,
     UserInformation,
 )
+from .._pdu import is_valid_uid
 
 __all__ = [
     "AcceptorPolicy",
+    "ContextRule",
     "NegotiatedContext",
+    "UIDMatch",
+    "any_uid",
     "negotiated_contexts",
     "operations_window",
 ]
@@ -39,6 +44,41 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 #: What a policy accepts when it names no transfer syntaxes for an abstract syntax.
 DEFAULT_TRANSFER_SYNTAXES = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
+
+#: UIDs a :class:`ContextRule` accepts: a set (or any collection) of them, or a predicate.
+UIDMatch = Collection[str] | Callable[[str], bool]
+
+
+def any_uid(uid: str) -> bool:
+    """A :data:`UIDMatch` that matches every (valid) UID: "any transfer syntax"."""
+    return True
+
+
+def _matches(match: UIDMatch, uid: str) -> bool:
+    if callable(match):
+        return match(uid)
+    return uid == match if isinstance(match, str) else uid in match
+
+
+@frozen(kw_only=True)
+class ContextRule:
+    """Accept every abstract syntax ``abstract_syntaxes`` matches, with a transfer syntax
+    ``transfer_syntaxes`` matches.
+
+    Each is a :data:`UIDMatch`: a set of UIDs or a predicate. Transfer syntaxes given as a
+    sequence (a tuple or list) are in our order of preference, as in ``AcceptorPolicy.contexts``;
+    given as a set or a predicate, the requestor's order decides (the first it proposed that
+    matches). A value that is not a valid UID never matches.
+    """
+
+    abstract_syntaxes: UIDMatch
+    transfer_syntaxes: UIDMatch = DEFAULT_TRANSFER_SYNTAXES
+
+
+def _choose(supported: UIDMatch, proposed: Sequence[str]) -> str | None:
+    if isinstance(supported, (tuple, list)):  # ours, in our order of preference
+        return next((ts for ts in supported if ts in proposed), None)
+    return next((ts for ts in proposed if _matches(supported, ts)), None)
 
 
 @frozen(kw_only=True)
@@ -97,11 +137,17 @@ def operations_window(request: AssociateRequest, accept: AssociateAccept) -> Asy
     """The agreed asynchronous operations window (PS3.7 D.3.3.3): 1/1 unless both sent one.
 
     ``invoked`` bounds the requestor's outstanding requests, ``performed`` the acceptor's; 0 means
-    unlimited.
+    unlimited. The acceptor's values "shall be equal or less" than those proposed: an answer
+    above the proposal, or 0 answering a non-zero proposal, is capped at the proposal.
     """
-    if request.user_information.async_ops_window is None:
+    asked = request.user_information.async_ops_window
+    answered = accept.user_information.async_ops_window
+    if asked is None or answered is None:
         return AsyncOpsWindow(invoked=1, performed=1)
-    return accept.user_information.async_ops_window or AsyncOpsWindow(invoked=1, performed=1)
+    return AsyncOpsWindow(
+        invoked=_at_most(asked.invoked, answered.invoked),
+        performed=_at_most(asked.performed, answered.performed),
+    )
 
 
 def _at_most(asked: int, offered: int) -> int:
@@ -113,21 +159,41 @@ def _at_most(asked: int, offered: int) -> int:
     return min(asked, offered)
 
 
+def _uid_match(match: UIDMatch) -> UIDMatch:
+    return match if callable(match) or isinstance(match, (str, frozenset)) else frozenset(match)
+
+
 @frozen(kw_only=True)
 class AcceptorPolicy:
     """What an acceptor supports, and how it answers an A-ASSOCIATE-RQ.
 
     ``contexts`` maps each supported abstract syntax to its transfer syntaxes in order of
-    preference (an empty sequence means :data:`DEFAULT_TRANSFER_SYNTAXES`). ``ae_title``, when
-    set, is the only called AE title accepted. ``scp_roles`` lists the SOP classes for which the
-    requestor may take the SCP role through role selection (C-GET's storage sub-operations); the
-    SCU role it proposes on a supported SOP class is its default, and granted.
+    preference (an empty sequence means :data:`DEFAULT_TRANSFER_SYNTAXES`). ``rules`` accept
+    by rule what ``contexts`` does not name: the first :class:`ContextRule` whose abstract
+    syntaxes match answers. ``ae_title``, when set, is the only called AE title accepted.
+    ``scp_roles`` (a set or a predicate) names the SOP classes for which the requestor may take
+    the SCP role through role selection (C-GET's storage sub-operations); the SCU role it
+    proposes on a supported SOP class is its default, and granted.
+
+    A proposed abstract or transfer syntax that is not a valid UID (PS3.5 §9.1) is treated as
+    unsupported, so that nothing the peer chose can make the A-ASSOCIATE-AC fail to encode.
+
+    For example, Verification in either little endian, every storage SOP class in any transfer
+    syntax the requestor prefers, and the C-GET SCP role for them::
+
+        storage = dul.uids.STORAGE_SOP_CLASSES  # a frozenset; a predicate would do too
+        policy = AcceptorPolicy(
+            contexts={VERIFICATION_SOP_CLASS: ()},
+            rules=(ContextRule(abstract_syntaxes=storage, transfer_syntaxes=any_uid),),
+            scp_roles=storage,
+        )
     """
 
-    contexts: Mapping[str, Sequence[str]]
+    contexts: Mapping[str, Sequence[str]] = field(factory=dict)
+    rules: tuple[ContextRule, ...] = field(default=(), converter=tuple)
     ae_title: str | None = None
     refuse_blank_calling_ae: bool = True
-    scp_roles: frozenset[str] = field(default=frozenset(), converter=frozenset)
+    scp_roles: UIDMatch = field(default=frozenset(), converter=_uid_match)
     maximum_length: int = DEFAULT_MAXIMUM_LENGTH
     async_ops_window: AsyncOpsWindow | None = None
     #: Answers a SOP class extended negotiation item, or None to leave it unanswered.
@@ -150,10 +216,7 @@ class AcceptorPolicy:
                 return request.reject(reason=RejectReasonUser.NO_REASON_GIVEN)
             if identity.positive_response_requested:
                 identity_answer = UserIdentityAC(server_response=response)
-        contexts = tuple(
-            self._answer(c.abstract_syntax, c.transfer_syntaxes, c.context_id)
-            for c in request.presentation_contexts
-        )
+        contexts = tuple(self._answer(c) for c in request.presentation_contexts)
         info = request.user_information
         return request.accept(
             contexts,
@@ -177,29 +240,46 @@ class AcceptorPolicy:
             return RejectReasonUser.CALLING_AE_TITLE_NOT_RECOGNIZED
         return None
 
-    def _answer(
-        self, abstract_syntax: str, proposed: Sequence[str], context_id: int
-    ) -> PresentationContextAC:
-        supported = self.contexts.get(abstract_syntax)
-        if supported is None:
-            result, transfer = ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED, proposed[0]
+    def _supported(self, abstract_syntax: str) -> UIDMatch | None:
+        """The transfer syntaxes accepted for ``abstract_syntax``, or None if unsupported."""
+        if not is_valid_uid(abstract_syntax):
+            return None
+        named = self.contexts.get(abstract_syntax)
+        if named is not None:
+            return tuple(named) or DEFAULT_TRANSFER_SYNTAXES
+        for rule in self.rules:
+            if _matches(rule.abstract_syntaxes, abstract_syntax):
+                return rule.transfer_syntaxes
+        return None
+
+    def _answer(self, proposal: PresentationContext) -> PresentationContextAC:
+        valid = [ts for ts in proposal.transfer_syntaxes if is_valid_uid(ts)]
+        supported = self._supported(proposal.abstract_syntax)
+        chosen = None if supported is None else _choose(supported, valid)
+        if chosen is not None:
+            result, transfer = ContextResult.ACCEPTANCE, chosen
         else:
-            preferred = [ts for ts in (supported or DEFAULT_TRANSFER_SYNTAXES) if ts in proposed]
-            if preferred:
-                result, transfer = ContextResult.ACCEPTANCE, preferred[0]
-            else:
-                result, transfer = ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED, proposed[0]
-        return PresentationContextAC(context_id=context_id, result=result, transfer_syntax=transfer)
+            result = (
+                ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED
+                if supported is None
+                else ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED
+            )
+            # Not significant when not accepted (PS3.8 §9.3.3.2), but a valid UID all the same.
+            transfer = valid[0] if valid else IMPLICIT_VR_LITTLE_ENDIAN
+        return PresentationContextAC(
+            context_id=proposal.context_id, result=result, transfer_syntax=transfer
+        )
 
     def _roles(self, proposals: Iterable[RoleSelection]) -> Iterable[RoleSelection]:
         """Grant at most what was proposed (PS3.7 D.3.3.4); answer each proposal once."""
         for proposal in proposals:
-            if proposal.sop_class_uid not in self.contexts:
+            uid = proposal.sop_class_uid
+            if self._supported(uid) is None:
                 continue
             yield RoleSelection(
-                sop_class_uid=proposal.sop_class_uid,
+                sop_class_uid=uid,
                 scu_role=proposal.scu_role,
-                scp_role=proposal.scp_role and proposal.sop_class_uid in self.scp_roles,
+                scp_role=proposal.scp_role and _matches(self.scp_roles, uid),
             )
 
     def _window(self, asked: AsyncOpsWindow | None) -> AsyncOpsWindow | None:
@@ -216,6 +296,8 @@ class AcceptorPolicy:
         if self.extended_negotiation is None:
             return
         for item in items:
+            if not is_valid_uid(item.sop_class_uid):
+                continue  # the answer echoes it: never let a peer's value fail our send
             answer = self.extended_negotiation(item)
             if answer is not None:
                 yield SOPClassExtendedNegotiation(
