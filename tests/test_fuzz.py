@@ -1,11 +1,12 @@
 """Fuzzing the receive path: mutated real PDU streams into both roles in every state.
 
 The streams are the captured associations (examples/captures), cut per direction and per PDU,
-and valid PDUs drawn by ``dul.testing``; ``dul._mutate`` mutates them (bit flips, length-field
+and valid PDUs drawn by ``dul.testing``, which also mutates them (bit flips, length-field
 edits, truncation, duplication, deletion, reordering, splicing) and cuts them into chunks.
-``dul._mutate.feed`` checks DESIGN.md's promises after every call: only RemoteProtocolError
-escapes, what dul queues is a valid A-ABORT or A-ASSOCIATE-RJ, states follow Table 9-10, ARTIM
-runs only in Sta2 and Sta13, and the receive buffer holds no more than its cap and one chunk.
+``dul.testing.feed`` checks dul's promises (docs/security.md) after every call: only
+RemoteProtocolError escapes, what dul queues is a valid A-ABORT or A-ASSOCIATE-RJ, states
+follow Table 9-10, ARTIM runs only in Sta2 and Sta13, and the receive buffer holds no more than
+its cap and one chunk.
 
 Short under the dev and ci profiles; ``HYPOTHESIS_PROFILE=fuzz`` runs them for long. The
 coverage-guided harness (``fuzz/fuzz_receive.py``, atheris) and the live-peer fuzzer
@@ -37,7 +38,8 @@ from dul import (
     Role,
     State,
 )
-from dul._mutate import (
+from dul.dimse import AcceptorPolicy
+from dul.testing import (
     RECEIVING_SCENARIOS,
     Chunks,
     InvariantError,
@@ -53,7 +55,6 @@ from dul._mutate import (
     pdu_streams,
     random_pick,
 )
-from dul.dimse import AcceptorPolicy
 from peers import Dcmtk
 
 ROOT = Path(__file__).resolve().parent.parent
