@@ -22,6 +22,7 @@ from dul import dimse
 from dul.testing import (
     IMPLICIT_LE,
     AssociationPlan,
+    DataElement,
     PlannedMessage,
     ScriptedRequestor,
     association_plans,
@@ -29,6 +30,7 @@ from dul.testing import (
     pdu_spans,
 )
 from peers import HOST, Dcmtk
+from test_streams import docs_examples
 
 pytestmark = pytest.mark.interop
 
@@ -167,3 +169,28 @@ def test_scripted_requestor_skips_what_storescp_rejects(dcmtk: Dcmtk, tmp_path: 
     # The stream written for that answer, at once, leaves the rejected context out too.
     assert statuses(written) == [0]
     assert isinstance(written[-1], dul.ReleaseResponse)
+
+
+def test_docs_driver_loop_against_storescp(dcmtk: Dcmtk, tmp_path: Path) -> None:
+    """docs/testing.md's ``play()``, as printed, takes a plan through storescp to release."""
+    play_from_docs = docs_examples()["play"]
+    request = default_request()
+    store = dimse.CStoreRequest(
+        message_id=2,
+        affected_sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+        affected_sop_instance_uid="1.2.3.4",
+    )
+    elements = (
+        DataElement(0x0008_0016, "UI", "1.2.840.10008.5.1.4.1.1.2"),
+        DataElement(0x0008_0018, "UI", "1.2.3.4"),
+        DataElement(0x0010_0010, "PN", "DOCS^EXAMPLE"),
+    )
+    plan = AssociationPlan(
+        request,
+        (PlannedMessage(1, dimse.CEchoRequest(message_id=1)), PlannedMessage(41, store, elements)),
+    )
+    with dcmtk.storescp(tmp_path) as port:
+        requestor = play_from_docs(port, plan)
+    assert requestor.released
+    assert [r.status for r in requestor.responses] == [0, 0]
+    assert list((tmp_path / "received").iterdir())  # storescp stored the data set

@@ -10,7 +10,10 @@ live DCMTK storescp: tests/test_interop_streams.py.
 from __future__ import annotations
 
 import random
+import re
 import zlib
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -433,3 +436,21 @@ def test_storage_sop_classes_are_storage() -> None:
 
     for uid in STORAGE_SOP_CLASSES:
         assert "Storage" in UID(uid).name, uid
+
+
+def test_docs_examples_run() -> None:
+    """The Python blocks of docs/testing.md run as printed (the live-peer one is run against
+    storescp in tests/test_interop_streams.py)."""
+    namespace = docs_examples()
+    namespace["test_round_trip"]()
+    settings(max_examples=5)(namespace["test_peer_survives"])()
+    settings(max_examples=2)(namespace["test_any_bytes"])()
+
+
+def docs_examples() -> dict[str, Any]:
+    """The names the Python blocks of docs/testing.md define, run in order."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "testing.md").read_text()
+    namespace: dict[str, Any] = {}
+    for block in re.findall(r"```python\n(.*?)```", page, re.S):
+        exec(compile(block, "docs/testing.md", "exec"), namespace)
+    return namespace

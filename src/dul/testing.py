@@ -572,12 +572,11 @@ from ._layers import (  # noqa: E402 - re-exported: dul.testing is the public fa
     mutate_items,
     mutate_layer,
 )
+from ._mutate import RECEIVING_SCENARIOS as _RECEIVING_SCENARIOS  # noqa: E402
 from ._mutate import (  # noqa: E402 - re-exported: dul.testing is the public face of dul._mutate
-    RECEIVING_SCENARIOS,
     Chunks,
     InvariantError,
     Outcome,
-    Pick,
     Scenario,
     chunk,
     chunked,
@@ -592,12 +591,13 @@ from ._mutate import (  # noqa: E402 - re-exported: dul.testing is the public fa
     pdu_streams,
     random_pick,
 )
+from ._mutate import Pick as _Pick  # noqa: E402
+from ._streams import ASSUMED_MAXIMUM_LENGTH as _ASSUMED_MAXIMUM_LENGTH  # noqa: E402
+from ._streams import DEFLATED_EXPLICIT_LE as _DEFLATED_EXPLICIT_LE  # noqa: E402
+from ._streams import EXPLICIT_BE as _EXPLICIT_BE  # noqa: E402
+from ._streams import EXPLICIT_LE as _EXPLICIT_LE  # noqa: E402
+from ._streams import IMPLICIT_LE as _IMPLICIT_LE  # noqa: E402
 from ._streams import (  # noqa: E402 - re-exported: dul.testing is the public face of dul._streams
-    ASSUMED_MAXIMUM_LENGTH,
-    DEFLATED_EXPLICIT_LE,
-    EXPLICIT_BE,
-    EXPLICIT_LE,
-    IMPLICIT_LE,
     AssociationPlan,
     DataElement,
     PlannedMessage,
@@ -605,6 +605,25 @@ from ._streams import (  # noqa: E402 - re-exported: dul.testing is the public f
     encode_dataset,
     message_pdata,
 )
+
+# The constants, documented here where autodoc reads dul.testing's comments.
+#: ``pick(lo, hi)`` returns an int in ``[lo, hi]``: where every mutation takes its choices from
+#: (``random_pick(rng)``, or ``lambda lo, hi: draw(st.integers(lo, hi))`` under hypothesis).
+Pick = _Pick
+#: Every (role, state) in which a connection can receive bytes, as :class:`Scenario` values for
+#: :func:`connection_in`: 17 of them (Sta13 three ways). Sta1 and Sta4 cannot receive.
+RECEIVING_SCENARIOS = _RECEIVING_SCENARIOS
+#: The peer's maximum length :meth:`AssociationPlan.stream` assumes when no answer is given:
+#: 16384, DCMTK's and pynetdicom's default.
+ASSUMED_MAXIMUM_LENGTH = _ASSUMED_MAXIMUM_LENGTH
+#: Implicit VR Little Endian (PS3.5 §A.1): the default transfer syntax, every acceptor's.
+IMPLICIT_LE = _IMPLICIT_LE
+#: Explicit VR Little Endian (PS3.5 §A.2).
+EXPLICIT_LE = _EXPLICIT_LE
+#: Deflated Explicit VR Little Endian (PS3.5 §A.5).
+DEFLATED_EXPLICIT_LE = _DEFLATED_EXPLICIT_LE
+#: Explicit VR Big Endian (PS3.5 §A.3, retired; DCMTK still accepts it).
+EXPLICIT_BE = _EXPLICIT_BE
 
 __all__ += [
     "ASSUMED_MAXIMUM_LENGTH",
