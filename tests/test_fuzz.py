@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -344,3 +345,20 @@ def test_unexpected_pdu_then_invalid_pdu_in_sta13() -> None:
     assert dul.decode(conn.data_to_send()) == [Abort(source=AbortSource.SERVICE_PROVIDER, reason=1)]
     assert conn.next_event() is dul.NEED_DATA
     assert conn.data_to_send() == b""  # framing is lost: the zeros after it are dropped
+
+
+def test_fuzzers_use_only_the_public_testing_api() -> None:
+    """Nothing under examples/, fuzz/ or benchmarks/ imports the modules behind dul.testing."""
+    private = re.compile(
+        r"^\s*(from|import)\s+dul\._(mutate|layers|streams)\b"
+        r"|^\s*from\s+dul\s+import\s+.*\b_(mutate|layers|streams)\b",
+        re.M,
+    )
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("examples", "fuzz", "benchmarks")
+        for path in (ROOT / folder).rglob("*.py")
+        if private.search(path.read_text())
+    ]
+    assert offenders == []
+    assert private.search("from dul import _mutate\n")  # the check can fail
