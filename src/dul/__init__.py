@@ -19,6 +19,7 @@ from ._codes import (
     reject_reason_name,
 )
 from ._connection import NEED_DATA, AcceptedContext, Connection, Role, Sentinel
+from ._dump import describe, dump_stream
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     DEFAULT_MAXIMUM_LENGTH,
@@ -105,6 +106,8 @@ __all__ = [
     "UserInformation",
     "WireStr",
     "decode",
+    "describe",
+    "dump_stream",
     "encode",
     "reject_reason_name",
 ]
