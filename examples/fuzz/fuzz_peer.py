@@ -50,7 +50,7 @@ import attrs
 
 import dul
 from dul import dimse
-from dul.testing import chunk, mutate, pdu_spans, random_pick
+from dul.testing import DataElement, chunk, encode_dataset, mutate, pdu_spans, random_pick
 
 HOST = "127.0.0.1"
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
@@ -234,26 +234,14 @@ def random_request(rng: random.Random) -> dul.AssociateRequest:
     )
 
 
-IMPLICIT_LE, BIG_ENDIAN = "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"
-
-
 def _dataset(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
-    """A tiny data set in ``transfer_syntax`` (encapsulated ones encode like Explicit VR Little
-    Endian without pixel data): SOP class and instance UIDs, a patient name."""
-    implicit, order = transfer_syntax == IMPLICIT_LE, ">" if transfer_syntax == BIG_ENDIAN else "<"
-
-    def element(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
-        if len(value) % 2:
-            value += b"\0" if vr == b"UI" else b" "
-        if implicit:
-            return struct.pack("<HHL", group, elem, len(value)) + value
-        return struct.pack(f"{order}HH2sH", group, elem, vr, len(value)) + value
-
-    return (
-        element(0x0008, 0x0016, b"UI", sop_class.encode())
-        + element(0x0008, 0x0018, b"UI", sop_instance.encode())
-        + element(0x0010, 0x0010, b"PN", b"FUZZ^PEER")
+    """A tiny data set in ``transfer_syntax``: SOP class and instance UIDs, a patient name."""
+    elements = (
+        DataElement(0x0008_0016, "UI", sop_class),
+        DataElement(0x0008_0018, "UI", sop_instance),
+        DataElement(0x0010_0010, "PN", "FUZZ^PEER"),
     )
+    return encode_dataset(elements, transfer_syntax)
 
 
 def messages(

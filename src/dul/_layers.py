@@ -1,6 +1,6 @@
 """Mutations aimed at one layer of a stream, each keeping the layers below it well framed.
 
-:func:`dul._mutate.mutate` works on the PDU layer (bits, lengths, whole PDUs). The functions
+:func:`dul.testing.mutate` works on the PDU layer (bits, lengths, whole PDUs). The functions
 here go one layer up and leave everything beneath intact, so that a peer gets past its framing
 and into the code that reads the layer:
 
@@ -12,7 +12,7 @@ and into the code that reads the layer:
 * data sets: the bytes of a data set fragment are edited (a bit, a byte, a range, an element
   length); the PDV and PDU lengths are recomputed.
 
-Each takes its choices from a ``pick(lo, hi)`` function, as :func:`~dul._mutate.mutate` does, and
+Each takes its choices from a ``pick(lo, hi)`` function, as :func:`~dul.testing.mutate` does, and
 returns the stream unchanged only when it holds nothing of its layer.
 """
 
