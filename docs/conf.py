@@ -59,23 +59,13 @@ nitpicky = True
 # hypothesis types appear in type hints; linking them needs intersphinx, which fetches inventories
 # over the network at build time, and the docs must build offline.
 nitpick_ignore_regex = [
-    ("py:.*", r"(collections\.abc|random)\.\w+"),
+    ("py:.*", r"(collections\.abc|random|enum)\.\w+"),
     ("py:.*", r"(hypothesis\.strategies|st)\.SearchStrategy"),  # `st` is how testing.py imports it
 ]
 nitpick_ignore = [
-    # Private type aliases that public signatures use (encode_command's values, chunked()'s
-    # draws, random_pick()'s result): documenting them would make them public.
+    # A private type alias that public signatures use (encode_command's values): documenting it
+    # would make it public.
     ("py:class", "CommandValue"),
-    ("py:class", "Chunks"),
-    ("py:data", "Pick"),
-    # dul.testing's fuzzing helpers take and return these, which still live in the private
-    # dul._mutate (issue 13, defect 3 exports them; then their references resolve by themselves).
-    ("py:class", "dul._mutate.Scenario"),
-    ("py:class", "dul._mutate.Outcome"),
-    ("py:class", "InvariantError"),
-    ("py:func", "default_request"),
-    ("py:func", "default_accept"),
-    ("py:func", "_respond"),
 ]
 
 myst_heading_anchors = 3

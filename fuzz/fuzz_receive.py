@@ -3,7 +3,7 @@
 
 Each input picks a connection (role and PS3.8 state), how its bytes are cut into chunks, and
 what the driver does around them; the rest of the input is the bytes received. The checks are
-dul._mutate.feed()'s: only RemoteProtocolError escapes receive_data()/next_event(), whatever dul
+dul.testing.feed()'s: only RemoteProtocolError escapes receive_data()/next_event(), whatever dul
 queues in data_to_send() is a valid A-ABORT or A-ASSOCIATE-RJ, the state moves only along PS3.8
 Table 9-10, and the receive buffer never holds more than its cap plus one chunk.
 
@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported for real by _import_dul(), under instrumentation when fuzzing
     import dul
-    from dul import _mutate
-    from dul._mutate import Scenario
+    from dul import testing
+    from dul.testing import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SMALL_CAPS = {"pdu_length_limit": 1024, "associate_length_limit": 4096}
 CAPTURES = ROOT / "examples" / "captures"
 CAPTURE_NAMES = (
@@ -49,18 +50,22 @@ CAPTURE_NAMES = (
 
 
 def _import_dul(instrument: bool) -> None:
-    """Import dul (and its helpers) under atheris's coverage instrumentation when fuzzing."""
-    global dul, _mutate
+    """Import dul (and its helpers) under atheris's coverage instrumentation when fuzzing.
+
+    The checker (dul.testing and the modules behind it) is left uninstrumented: its branches
+    are not dul's, and coverage of them would only mislead the fuzzer."""
+    global dul, testing
     if instrument:
         import atheris
 
-        with atheris.instrument_imports(include=["dul"], exclude=["dul._mutate"]):
+        checker = ["dul.testing", "dul._mutate", "dul._layers", "dul._streams"]
+        with atheris.instrument_imports(include=["dul"], exclude=checker):
             import dul
-            import dul._mutate as _mutate
             import dul.dimse  # the negotiation helper that answers requests
+            import dul.testing as testing
     else:
         import dul
-        import dul._mutate as _mutate
+        import dul.testing as testing
 
 
 def _scenarios() -> list[tuple[Scenario, dul.AssociateRequest | None]]:
@@ -68,9 +73,9 @@ def _scenarios() -> list[tuple[Scenario, dul.AssociateRequest | None]]:
     requestor awaiting the answer to each captured A-ASSOCIATE-RQ (so that the captured
     A-ASSOCIATE-AC fits it)."""
     out: list[tuple[Scenario, dul.AssociateRequest | None]] = [
-        (s, None) for s in _mutate.RECEIVING_SCENARIOS
+        (s, None) for s in testing.RECEIVING_SCENARIOS
     ]
-    sta5 = _mutate.Scenario(dul.Role.REQUESTOR, dul.State(5))
+    sta5 = testing.Scenario(dul.Role.REQUESTOR, dul.State(5))
     seen: set[dul.AssociateRequest] = set()
     for name in CAPTURE_NAMES:
         rq = (CAPTURES / f"{name}.rq.bin").read_bytes()
@@ -113,8 +118,8 @@ def one_input(data: bytes) -> None:
     scenario_byte, flags, chunks = parse(data)
     scenario, request = SCENARIOS[scenario_byte % len(SCENARIOS)]
     limits = SMALL_CAPS if flags & 0x80 else {}
-    conn = _mutate.connection_in(scenario, request, None, **limits)
-    _mutate.feed(
+    conn = testing.connection_in(scenario, request, None, **limits)
+    testing.feed(
         conn,
         chunks,
         close=bool(flags & 0x10),
@@ -146,7 +151,7 @@ def make_corpus(out: Path) -> int:
             seeds.add(seed(sta5, flags, ac))
         # Each PDU, in every scenario that receives from that side (and the other, for fun).
         for stream, receiver in ((rq, dul.Role.ACCEPTOR), (ac, dul.Role.REQUESTOR)):
-            for start, end in _mutate.pdu_spans(stream):
+            for start, end in testing.pdu_spans(stream):
                 pdu = stream[start:end]
                 big = len(pdu) > 2048
                 for i, (scenario, req) in enumerate(SCENARIOS):
@@ -171,23 +176,23 @@ def make_corpus(out: Path) -> int:
 
 def _synthetic(index: dict[tuple[str, object], int]) -> dict[int, list[bytes]]:
     """Seeds dul builds: the sub-items, PDUs and codes no capture holds, by scenario index."""
-    request = _mutate.default_request()
+    request = testing.default_request()
     info = dul.UserInformation(
         maximum_length=0,
         async_ops_window=dul.AsyncOpsWindow(invoked=2, performed=3),
         role_selections=(
-            dul.RoleSelection(sop_class_uid=_mutate.CT_IMAGE_STORAGE, scu_role=True, scp_role=True),
+            dul.RoleSelection(sop_class_uid=CT_IMAGE_STORAGE, scu_role=True, scp_role=True),
         ),
         extended_negotiations=(
             dul.SOPClassExtendedNegotiation(
-                sop_class_uid=_mutate.CT_IMAGE_STORAGE, application_information=b"\x01\x00"
+                sop_class_uid=CT_IMAGE_STORAGE, application_information=b"\x01\x00"
             ),
         ),
         common_extended_negotiations=(
             dul.SOPClassCommonExtendedNegotiation(
                 sop_class_uid="1.2.840.10008.5.1.4.1.1.2.1",
                 service_class_uid="1.2.840.10008.4.2",
-                related_general_sop_classes=(_mutate.CT_IMAGE_STORAGE,),
+                related_general_sop_classes=(CT_IMAGE_STORAGE,),
             ),
         ),
         user_identity=dul.UserIdentity(
@@ -203,7 +208,7 @@ def _synthetic(index: dict[tuple[str, object], int]) -> dict[int, list[bytes]]:
             user_information=info,
         )
     )
-    accept = _mutate.default_accept(request)
+    accept = testing.default_accept(request)
     full_accept = dul.encode(
         dul.AssociateAccept(
             called_ae_title=accept.called_ae_title,

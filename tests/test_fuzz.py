@@ -1,11 +1,12 @@
 """Fuzzing the receive path: mutated real PDU streams into both roles in every state.
 
 The streams are the captured associations (examples/captures), cut per direction and per PDU,
-and valid PDUs drawn by ``dul.testing``; ``dul._mutate`` mutates them (bit flips, length-field
+and valid PDUs drawn by ``dul.testing``, which also mutates them (bit flips, length-field
 edits, truncation, duplication, deletion, reordering, splicing) and cuts them into chunks.
-``dul._mutate.feed`` checks DESIGN.md's promises after every call: only RemoteProtocolError
-escapes, what dul queues is a valid A-ABORT or A-ASSOCIATE-RJ, states follow Table 9-10, ARTIM
-runs only in Sta2 and Sta13, and the receive buffer holds no more than its cap and one chunk.
+``dul.testing.feed`` checks dul's promises (docs/security.md) after every call: only
+RemoteProtocolError escapes, what dul queues is a valid A-ABORT or A-ASSOCIATE-RJ, states
+follow Table 9-10, ARTIM runs only in Sta2 and Sta13, and the receive buffer holds no more than
+its cap and one chunk.
 
 Short under the dev and ci profiles; ``HYPOTHESIS_PROFILE=fuzz`` runs them for long. The
 coverage-guided harness (``fuzz/fuzz_receive.py``, atheris) and the live-peer fuzzer
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +39,8 @@ from dul import (
     Role,
     State,
 )
-from dul._mutate import (
+from dul.dimse import AcceptorPolicy
+from dul.testing import (
     RECEIVING_SCENARIOS,
     Chunks,
     InvariantError,
@@ -53,7 +56,6 @@ from dul._mutate import (
     pdu_streams,
     random_pick,
 )
-from dul.dimse import AcceptorPolicy
 from peers import Dcmtk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -343,3 +345,20 @@ def test_unexpected_pdu_then_invalid_pdu_in_sta13() -> None:
     assert dul.decode(conn.data_to_send()) == [Abort(source=AbortSource.SERVICE_PROVIDER, reason=1)]
     assert conn.next_event() is dul.NEED_DATA
     assert conn.data_to_send() == b""  # framing is lost: the zeros after it are dropped
+
+
+def test_fuzzers_use_only_the_public_testing_api() -> None:
+    """Nothing under examples/, fuzz/ or benchmarks/ imports the modules behind dul.testing."""
+    private = re.compile(
+        r"^\s*(from|import)\s+dul\._(mutate|layers|streams)\b"
+        r"|^\s*from\s+dul\s+import\s+.*\b_(mutate|layers|streams)\b",
+        re.M,
+    )
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("examples", "fuzz", "benchmarks")
+        for path in (ROOT / folder).rglob("*.py")
+        if private.search(path.read_text())
+    ]
+    assert offenders == []
+    assert private.search("from dul import _mutate\n")  # the check can fail

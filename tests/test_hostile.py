@@ -34,8 +34,8 @@ from dul import (
     UserInformation,
 )
 from dul._connection import DEFAULT_ASSOCIATE_LENGTH_LIMIT, DEFAULT_PDU_LENGTH_LIMIT
-from dul._mutate import Scenario, connection_in, default_accept, default_request, length_fields
 from dul.dimse import AcceptorPolicy
+from dul.testing import Scenario, connection_in, default_accept, default_request, length_fields
 
 T = TypeVar("T")
 KB = 1024

@@ -3,7 +3,7 @@
 Each connection sends one association's bytes: a captured requestor stream (examples/captures)
 or one dul builds from a seeded random generator (a request with random contexts, user
 information sub-items and AE titles, then C-ECHO and C-STORE requests, then A-RELEASE-RQ),
-with 0 to 4 mutations from ``dul._mutate`` (bit flips, length-field edits, truncation,
+with 0 to 4 mutations from ``dul.testing`` (bit flips, length-field edits, truncation,
 duplicated, dropped and reordered PDUs, splices), cut into random chunks. Half the time the
 A-ASSOCIATE-RQ goes first and the rest only after the peer's answer. Then the fuzzer half-closes
 and reads until the peer closes.
@@ -50,8 +50,7 @@ import attrs
 
 import dul
 from dul import dimse
-from dul._mutate import chunk, mutate, pdu_spans, random_pick
-from dul._pdu import decode_pdu
+from dul.testing import DataElement, chunk, encode_dataset, mutate, pdu_spans, random_pick
 
 HOST = "127.0.0.1"
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
@@ -235,26 +234,14 @@ def random_request(rng: random.Random) -> dul.AssociateRequest:
     )
 
 
-IMPLICIT_LE, BIG_ENDIAN = "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"
-
-
 def _dataset(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
-    """A tiny data set in ``transfer_syntax`` (encapsulated ones encode like Explicit VR Little
-    Endian without pixel data): SOP class and instance UIDs, a patient name."""
-    implicit, order = transfer_syntax == IMPLICIT_LE, ">" if transfer_syntax == BIG_ENDIAN else "<"
-
-    def element(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
-        if len(value) % 2:
-            value += b"\0" if vr == b"UI" else b" "
-        if implicit:
-            return struct.pack("<HHL", group, elem, len(value)) + value
-        return struct.pack(f"{order}HH2sH", group, elem, vr, len(value)) + value
-
-    return (
-        element(0x0008, 0x0016, b"UI", sop_class.encode())
-        + element(0x0008, 0x0018, b"UI", sop_instance.encode())
-        + element(0x0010, 0x0010, b"PN", b"FUZZ^PEER")
+    """A tiny data set in ``transfer_syntax``: SOP class and instance UIDs, a patient name."""
+    elements = (
+        DataElement(0x0008_0016, "UI", sop_class),
+        DataElement(0x0008_0018, "UI", sop_instance),
+        DataElement(0x0010_0010, "PN", "FUZZ^PEER"),
     )
+    return encode_dataset(elements, transfer_syntax)
 
 
 def messages(
@@ -403,7 +390,7 @@ def check_answers(sent: bytes, result: Exchange, valid: bool) -> tuple[list[str]
     spans = pdu_spans(sent)
     if spans and sent[0] == 1:
         try:
-            request = decode_pdu(1, sent[spans[0][0] + 6 : spans[0][1]])
+            request = dul.decode(sent[spans[0][0] : spans[0][1]])[0]
             requestor = dul.Connection(dul.Role.REQUESTOR)
             requestor.send(request)
         except dul.ProtocolError:  # dul refuses what we sent: nothing to check the AC against
@@ -411,7 +398,7 @@ def check_answers(sent: bytes, result: Exchange, valid: bool) -> tuple[list[str]
     for index, (pdu_type, body) in enumerate(pdus):
         name = names[index]
         try:
-            event = decode_pdu(pdu_type, body)
+            (event,) = dul.decode(bytes((pdu_type, 0)) + struct.pack(">L", len(body)) + body)
         except dul.RemoteProtocolError as exc:
             problems.append(f"{name} dul refuses: {exc}")
             continue

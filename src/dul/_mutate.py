@@ -1,7 +1,7 @@
 """Hostile input for the receive path: real PDU streams, mutated, fed to connections in any state.
 
 Three parts, shared by the property tests, the atheris harness (``fuzz/``) and the live-peer
-fuzzer (``examples/fuzz``):
+fuzzer (``examples/fuzz``), all public through :mod:`dul.testing`:
 
 * :func:`mutate` applies one mutation (bit flip, length-field edit, truncation, duplication,
   deletion, reordering, splicing, ...) to a byte stream. It takes its choices from a ``pick(lo,
@@ -11,9 +11,10 @@ fuzzer (``examples/fuzz``):
 * :func:`connection_in` brings a :class:`~dul.Connection` of either role to any state that can
   receive bytes (PS3.8 Table 9-1), through the public API only.
 * :func:`feed` hands chunks to a connection the way a driver does and checks, after every call,
-  what DESIGN.md promises whatever the bytes: only :class:`~dul.RemoteProtocolError` escapes,
-  what dul asks to send is a valid A-ABORT or A-ASSOCIATE-RJ, the state moves only along
-  PS3.8 Table 9-10, and the receive buffer stays within its cap (allocated, not just filled).
+  what dul promises whatever the bytes (docs/security.md): only
+  :class:`~dul.RemoteProtocolError` escapes, what dul asks to send is a valid A-ABORT or
+  A-ASSOCIATE-RJ, the state moves only along PS3.8 Table 9-10, and the receive buffer stays
+  within its cap (allocated, not just filled).
 
 hypothesis is needed by the strategies only; the rest runs without it.
 """
@@ -259,7 +260,7 @@ def chunk(data: bytes, pick: Pick, max_chunks: int = 16) -> list[bytes]:
 
 
 def random_pick(rng: random.Random) -> Pick:
-    """A :data:`Pick` from a seeded generator, for fuzzing outside hypothesis."""
+    """A :data:`Pick` from a seeded generator, for fuzzing outside hypothesis (``rng.randint``)."""
     return rng.randint
 
 
@@ -372,7 +373,11 @@ def default_accept(request: AssociateRequest) -> AssociateAccept:
 
 @frozen
 class Scenario:
-    """A connection of ``role`` brought to ``state``; ``via`` tells apart two ways to Sta13."""
+    """A connection of ``role`` brought to ``state``: what :func:`connection_in` builds.
+
+    ``via`` tells apart the ways into Sta13: ``"reject"`` (an acceptor that sent
+    A-ASSOCIATE-RJ), ``"release"`` (an acceptor that sent A-RELEASE-RP), ``"abort"``.
+    """
 
     role: Role
     state: State
@@ -385,8 +390,9 @@ class Scenario:
 
 _R, _A = Role.REQUESTOR, Role.ACCEPTOR
 
-#: Every (role, state) in which a connection can receive bytes. Sta1 and Sta4 cannot: a requestor
-#: has no transport before ``send(AssociateRequest)``, which covers Evt1 and Evt2 at once.
+#: Every (role, state) in which a connection can receive bytes, as :class:`Scenario` values for
+#: :func:`connection_in`. Sta1 and Sta4 cannot: a requestor has no transport before
+#: ``send(AssociateRequest)``, which covers Evt1 and Evt2 at once.
 RECEIVING_SCENARIOS: tuple[Scenario, ...] = (
     Scenario(_A, State(2)),
     Scenario(_A, State(3)),
@@ -478,7 +484,12 @@ def connection_in(
 
 
 class InvariantError(AssertionError):
-    """The connection broke a promise DESIGN.md makes about any received bytes."""
+    """A connection broke one of dul's promises about received bytes (docs/security.md):
+    something other than :class:`~dul.RemoteProtocolError` escaped, a reply dul queued is not a
+    valid A-ABORT or A-ASSOCIATE-RJ, the state left PS3.8 Table 9-10, or memory outgrew the caps.
+
+    An ``AssertionError``, so that pytest and hypothesis report it as a failed check.
+    """
 
 
 def _successors() -> dict[State, frozenset[State]]:
@@ -517,12 +528,18 @@ _PROVIDER_REASONS = frozenset((0, 1, 2, 4, 5, 6))
 
 @define
 class Outcome:
-    """What a connection did with the bytes :func:`feed` gave it."""
+    """What a connection did with the bytes :func:`feed` gave it.
+
+    ``events``: what ``next_event()`` returned, in order (``NEED_DATA`` left out); ``errors``:
+    the :class:`~dul.RemoteProtocolError` raised (one at most, the association then ends);
+    ``replies``: the PDUs ``data_to_send()`` asked to write, decoded; ``sent``: what ``respond``
+    sent with ``send()``; ``peak_buffer``: the most bytes the receive buffer held.
+    """
 
     events: list[Event] = field(factory=list)
     errors: list[RemoteProtocolError] = field(factory=list)
-    replies: list[Event] = field(factory=list)  # the PDUs data_to_send() asked to write
-    sent: list[Event] = field(factory=list)  # what the responder sent with send()
+    replies: list[Event] = field(factory=list)
+    sent: list[Event] = field(factory=list)
     peak_buffer: int = 0
 
 
@@ -649,12 +666,14 @@ def feed(
     artim: bool = False,
     respond: bool = False,
 ) -> Outcome:
-    """Feed ``chunks`` to ``conn`` as a driver does, checking DESIGN.md's promises after each call.
+    """Feed ``chunks`` to ``conn`` as a driver does, checking dul's promises after each call.
 
     After each chunk, events are read until ``NEED_DATA``. ``close`` ends with ``receive_data(b"")``
-    (Evt17), ``artim`` then calls ``artim_expired()``; ``respond`` answers requests as an
-    application does (see :func:`_respond`). Raises :class:`InvariantError` on a broken promise;
-    any exception but :class:`~dul.RemoteProtocolError` from the connection propagates as it is.
+    (Evt17), ``artim`` then calls ``artim_expired()``; ``respond`` answers as an application
+    does at once: an A-ASSOCIATE-RQ with :class:`dul.dimse.AcceptorPolicy`'s verdict (accepting
+    Verification, CT and MR Image Storage), an A-RELEASE-RQ with A-RELEASE-RP. Returns what
+    happened (:class:`Outcome`). Raises :class:`InvariantError` on a broken promise; any
+    exception but :class:`~dul.RemoteProtocolError` from the connection propagates as it is.
     """
     outcome = Outcome()
     fed = 0

@@ -15,6 +15,8 @@ hypothesis is not a dependency of dul: import this module only where hypothesis 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hypothesis import strategies as st
 
 from ._codes import AbortReason, AbortSource, ContextResult, ItemType, UserIdentityType
@@ -562,22 +564,343 @@ def dimse_messages(
 
 # -- mutated streams: for fuzzing dul, or another stack -----------------------------------------
 
+from ._layers import (  # noqa: E402 - re-exported: dul.testing is the public face of dul._layers
+    Layer,
+    mutate_command_set,
+    mutate_commands,
+    mutate_datasets,
+    mutate_items,
+    mutate_layer,
+)
+from ._mutate import RECEIVING_SCENARIOS as _RECEIVING_SCENARIOS  # noqa: E402
 from ._mutate import (  # noqa: E402 - re-exported: dul.testing is the public face of dul._mutate
+    Chunks,
+    InvariantError,
+    Outcome,
+    Scenario,
+    chunk,
     chunked,
     connection_in,
+    default_accept,
+    default_request,
     feed,
+    length_fields,
     mutate,
     mutated_streams,
+    pdu_spans,
     pdu_streams,
     random_pick,
 )
+from ._mutate import Pick as _Pick  # noqa: E402
+from ._streams import ASSUMED_MAXIMUM_LENGTH as _ASSUMED_MAXIMUM_LENGTH  # noqa: E402
+from ._streams import DEFLATED_EXPLICIT_LE as _DEFLATED_EXPLICIT_LE  # noqa: E402
+from ._streams import EXPLICIT_BE as _EXPLICIT_BE  # noqa: E402
+from ._streams import EXPLICIT_LE as _EXPLICIT_LE  # noqa: E402
+from ._streams import IMPLICIT_LE as _IMPLICIT_LE  # noqa: E402
+from ._streams import (  # noqa: E402 - re-exported: dul.testing is the public face of dul._streams
+    AssociationPlan,
+    DataElement,
+    PlannedMessage,
+    ScriptedRequestor,
+    encode_dataset,
+    message_pdata,
+)
+
+# The constants, documented here where autodoc reads dul.testing's comments.
+#: ``pick(lo, hi)`` returns an int in ``[lo, hi]``: where every mutation takes its choices from
+#: (``random_pick(rng)``, or ``lambda lo, hi: draw(st.integers(lo, hi))`` under hypothesis).
+Pick = _Pick
+#: Every (role, state) in which a connection can receive bytes, as :class:`Scenario` values for
+#: :func:`connection_in`: 17 of them (Sta13 three ways). Sta1 and Sta4 cannot receive.
+RECEIVING_SCENARIOS = _RECEIVING_SCENARIOS
+#: The peer's maximum length :meth:`AssociationPlan.stream` assumes when no answer is given:
+#: 16384, DCMTK's and pynetdicom's default.
+ASSUMED_MAXIMUM_LENGTH = _ASSUMED_MAXIMUM_LENGTH
+#: Implicit VR Little Endian (PS3.5 §A.1): the default transfer syntax, every acceptor's.
+IMPLICIT_LE = _IMPLICIT_LE
+#: Explicit VR Little Endian (PS3.5 §A.2).
+EXPLICIT_LE = _EXPLICIT_LE
+#: Deflated Explicit VR Little Endian (PS3.5 §A.5).
+DEFLATED_EXPLICIT_LE = _DEFLATED_EXPLICIT_LE
+#: Explicit VR Big Endian (PS3.5 §A.3, retired; DCMTK still accepts it).
+EXPLICIT_BE = _EXPLICIT_BE
 
 __all__ += [
+    "ASSUMED_MAXIMUM_LENGTH",
+    "DEFLATED_EXPLICIT_LE",
+    "EXPLICIT_BE",
+    "EXPLICIT_LE",
+    "IMPLICIT_LE",
+    "RECEIVING_SCENARIOS",
+    "STORAGE_SOP_CLASSES",
+    "AssociationPlan",
+    "Chunks",
+    "DataElement",
+    "InvariantError",
+    "Layer",
+    "Outcome",
+    "Pick",
+    "PlannedMessage",
+    "Scenario",
+    "ScriptedRequestor",
+    "association_plans",
+    "association_streams",
+    "chunk",
     "chunked",
     "connection_in",
+    "datasets",
+    "default_accept",
+    "default_request",
+    "dimse_pdata",
+    "encode_dataset",
     "feed",
+    "layered_mutations",
+    "length_fields",
+    "message_pdata",
     "mutate",
+    "mutate_command_set",
+    "mutate_commands",
+    "mutate_datasets",
+    "mutate_items",
+    "mutate_layer",
     "mutated_streams",
+    "pdu_spans",
     "pdu_streams",
     "random_pick",
 ]
+
+
+def dimse_pdata(
+    *classes: type[_dimse.Message],
+    context_id: st.SearchStrategy[int] | None = None,
+    max_length: st.SearchStrategy[int] | None = None,
+) -> st.SearchStrategy[bytes]:
+    """The P-DATA-TF PDUs of a message from :func:`dimse_messages` (of ``classes``), with a data
+    set of drawn bytes or elements when it has one, built by :func:`message_pdata`: no
+    association needed.
+
+    ``context_id`` and ``max_length`` (the peer's maximum length: 0, or 8 and up) are drawn
+    from the strategies given, by default any context ID and a few usual and unusual lengths.
+    """
+    ids = context_ids() if context_id is None else context_id
+    lengths = (
+        st.one_of(st.sampled_from([0, 4096, 16384]), st.integers(8, 1024))
+        if max_length is None
+        else max_length
+    )
+    bodies = st.one_of(
+        st.binary(min_size=1, max_size=256),
+        datasets().map(lambda elements: encode_dataset(elements, IMPLICIT_LE)),
+    )
+
+    @st.composite
+    def build(draw: st.DrawFn) -> bytes:
+        message, has_dataset = draw(dimse_messages(*classes))
+        dataset = draw(bodies) if has_dataset else None
+        return message_pdata(message, dataset, context_id=draw(ids), max_length=draw(lengths))
+
+    return build()
+
+
+def layered_mutations(
+    streams: Sequence[bytes] | st.SearchStrategy[bytes],
+    layers: Sequence[Layer] = tuple(Layer),
+    max_mutations: int = 3,
+) -> st.SearchStrategy[bytes]:
+    """One of ``streams`` (or a stream drawn from the strategy) with 1 to ``max_mutations``
+    mutations, each at a layer drawn from ``layers`` (:func:`mutate_layer`).
+
+    With ``layers=[Layer.COMMAND]``, say, every stream still frames as PDUs and P-DATA-TF, and
+    what a peer gets wrong is in its DIMSE decoder.
+    """
+    source = streams if isinstance(streams, st.SearchStrategy) else st.sampled_from(streams)
+    which = st.sampled_from(tuple(layers))
+
+    @st.composite
+    def build(draw: st.DrawFn) -> bytes:
+        data, other = draw(source), draw(source)
+
+        def pick(lo: int, hi: int) -> int:
+            return draw(st.integers(lo, hi))
+
+        for _ in range(draw(st.integers(1, max_mutations))):
+            data = mutate_layer(data, draw(which), pick, other)
+        return data
+
+    return build()
+
+
+# -- whole associations: for fuzzing a live peer past its association phase -------------------
+
+#: Storage SOP classes of PS3.4 Annex B that every DCMTK storescp (3.6 and later) and pynetdicom
+#: accept by default: CR, CT, MR, NM, US, Secondary Capture, XA, RF, DX, MG, PET, RT Image.
+STORAGE_SOP_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.1",
+    "1.2.840.10008.5.1.4.1.1.2",
+    "1.2.840.10008.5.1.4.1.1.4",
+    "1.2.840.10008.5.1.4.1.1.20",
+    "1.2.840.10008.5.1.4.1.1.6.1",
+    "1.2.840.10008.5.1.4.1.1.7",
+    "1.2.840.10008.5.1.4.1.1.12.1",
+    "1.2.840.10008.5.1.4.1.1.12.2",
+    "1.2.840.10008.5.1.4.1.1.1.1",
+    "1.2.840.10008.5.1.4.1.1.1.2",
+    "1.2.840.10008.5.1.4.1.1.128",
+    "1.2.840.10008.5.1.4.1.1.481.1",
+)
+
+_TEXT = "".join(c for c in _AE_ALPHABET if c not in "^=")
+_CS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_ "
+
+
+def _text(alphabet: str, max_size: int) -> st.SearchStrategy[str]:
+    return st.text(alphabet=alphabet, max_size=max_size).map(lambda t: t.strip(" "))
+
+
+#: Optional attributes of a data set: (tag, VR, values), their VRs those of PS3.6.
+_ATTRIBUTES: tuple[tuple[int, str, st.SearchStrategy[str | int]], ...] = (
+    (0x0008_0020, "DA", st.dates().map(lambda d: d.strftime("%Y%m%d"))),  # Study Date
+    (0x0008_0030, "TM", st.times().map(lambda t: t.strftime("%H%M%S"))),  # Study Time
+    (0x0008_0050, "SH", _text(_TEXT, 16)),  # Accession Number
+    (0x0008_0060, "CS", _text(_CS, 16)),  # Modality
+    (0x0008_103E, "LO", _text(_TEXT, 64)),  # Series Description
+    (0x0010_0010, "PN", st.lists(_text(_TEXT, 12), max_size=3).map("^".join)),  # Patient Name
+    (0x0010_0020, "LO", _text(_TEXT, 64)),  # Patient ID
+    (0x0010_0030, "DA", st.dates().map(lambda d: d.strftime("%Y%m%d"))),  # Birth Date
+    (0x0010_0040, "CS", st.sampled_from(["M", "F", "O", ""])),  # Patient's Sex
+    (0x0020_000D, "UI", uids()),  # Study Instance UID
+    (0x0020_000E, "UI", uids()),  # Series Instance UID
+    (0x0020_0011, "IS", st.integers(-99_999, 999_999).map(str)),  # Series Number
+    (0x0020_0013, "IS", st.integers(0, 999_999).map(str)),  # Instance Number
+    (0x0028_0010, "US", _bytes16),  # Rows
+    (0x0028_0011, "US", _bytes16),  # Columns
+)
+
+
+def datasets(
+    sop_class_uid: str | None = None, sop_instance_uid: str | None = None
+) -> st.SearchStrategy[tuple[DataElement, ...]]:
+    """A small, flat data set: SOP Class and SOP Instance UIDs (drawn when not given), then a
+    few patient, study and series attributes with values valid for their VRs.
+
+    Encode it with :func:`encode_dataset` in the transfer syntax a context was accepted with.
+    """
+
+    @st.composite
+    def build(draw: st.DrawFn) -> tuple[DataElement, ...]:
+        elements = [
+            DataElement(0x0008_0016, "UI", sop_class_uid or draw(uids())),
+            DataElement(0x0008_0018, "UI", sop_instance_uid or draw(uids())),
+        ]
+        chosen = draw(st.sets(st.integers(0, len(_ATTRIBUTES) - 1), max_size=8))
+        for index in sorted(chosen):
+            tag, vr, values = _ATTRIBUTES[index]
+            elements.append(DataElement(tag, vr, draw(values)))
+        return tuple(elements)
+
+    return build()
+
+
+def _plan_user_information() -> st.SearchStrategy[UserInformation]:
+    """User information a real requestor sends: a maximum length, now and then the version
+    name, an operations window of 1/1, a user identity asking for no response."""
+    return st.builds(
+        UserInformation,
+        maximum_length=st.sampled_from([0, 4096, 16384, 65536, 1 << 20]),
+        implementation_version_name=st.none() | implementation_version_names(),
+        async_ops_window=st.none() | st.just(AsyncOpsWindow(invoked=1, performed=1)),
+        user_identity=st.none()
+        | st.builds(
+            UserIdentity,
+            identity_type=st.just(int(UserIdentityType.USERNAME)),
+            primary=st.binary(min_size=1, max_size=16),
+        ),
+    )
+
+
+def association_plans(
+    sop_classes: Sequence[str] = STORAGE_SOP_CLASSES,
+    transfer_syntaxes: Sequence[str] = (IMPLICIT_LE, EXPLICIT_LE),
+    *,
+    verification: bool = True,
+    max_contexts: int = 6,
+    max_messages: int = 6,
+    syntaxes_per_context: int = 1,
+) -> st.SearchStrategy[AssociationPlan]:
+    """A coherent association for a live peer: an A-ASSOCIATE-RQ proposing 1 to
+    ``max_contexts`` contexts (Verification, when ``verification``, and SOP classes of
+    ``sop_classes``), then up to ``max_messages`` requests on them: C-ECHO on Verification,
+    C-STORE with a small data set of the context's SOP class (:func:`datasets`) elsewhere.
+
+    Each context proposes ``syntaxes_per_context`` transfer syntaxes drawn from
+    ``transfer_syntaxes``. With one (the default), the bytes of
+    :meth:`AssociationPlan.stream` fit any acceptor that supports the SOP classes and transfer
+    syntaxes (Implicit VR Little Endian is every acceptor's, PS3.5 §10.1); with more, play the
+    plan with :meth:`AssociationPlan.requestor`, which follows the peer's answer.
+    """
+    abstracts = ((_dimse.VERIFICATION_SOP_CLASS,) if verification else ()) + tuple(sop_classes)
+    per_context = min(syntaxes_per_context, len(transfer_syntaxes))
+
+    @st.composite
+    def build(draw: st.DrawFn) -> AssociationPlan:
+        ids = draw(st.lists(context_ids(), min_size=1, max_size=max_contexts, unique=True))
+        contexts = tuple(
+            PresentationContext(
+                context_id=i,
+                abstract_syntax=draw(st.sampled_from(abstracts)),
+                transfer_syntaxes=tuple(
+                    draw(
+                        st.lists(
+                            st.sampled_from(tuple(transfer_syntaxes)),
+                            min_size=1,
+                            max_size=per_context,
+                            unique=True,
+                        )
+                    )
+                ),
+            )
+            for i in ids
+        )
+        request = AssociateRequest(
+            called_ae_title=draw(ae_titles()),
+            calling_ae_title=draw(ae_titles()),
+            presentation_contexts=contexts,
+            user_information=draw(_plan_user_information()),
+        )
+        messages = []
+        first_id = draw(st.integers(1, 0xFFFF - max_messages))
+        for n in range(draw(st.integers(0, max_messages))):
+            context = draw(st.sampled_from(contexts))
+            message_id = first_id + n
+            if context.abstract_syntax == _dimse.VERIFICATION_SOP_CLASS:
+                messages.append(
+                    PlannedMessage(context.context_id, _dimse.CEchoRequest(message_id=message_id))
+                )
+                continue
+            instance = draw(uids())
+            store = _dimse.CStoreRequest(
+                message_id=message_id,
+                affected_sop_class_uid=context.abstract_syntax,
+                affected_sop_instance_uid=instance,
+                priority=draw(st.sampled_from([0, 1, 2])),
+            )
+            elements = draw(datasets(context.abstract_syntax, instance))
+            messages.append(PlannedMessage(context.context_id, store, elements))
+        return AssociationPlan(request, tuple(messages))
+
+    return build()
+
+
+def association_streams(
+    sop_classes: Sequence[str] = STORAGE_SOP_CLASSES,
+    transfer_syntaxes: Sequence[str] = (IMPLICIT_LE, EXPLICIT_LE),
+    *,
+    max_length: int = ASSUMED_MAXIMUM_LENGTH,
+) -> st.SearchStrategy[bytes]:
+    """The bytes of a whole association from :func:`association_plans`, written in advance
+    (:meth:`AssociationPlan.stream`): request, messages, release, for a peer that accepts
+    every context and announces a maximum length of ``max_length`` or more (0: unlimited).
+    """
+    return association_plans(sop_classes, transfer_syntaxes).map(
+        lambda plan: plan.stream(max_length=max_length)
+    )
