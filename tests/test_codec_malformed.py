@@ -447,7 +447,7 @@ def frame_and_decode(
             try:
                 framed = buffer.next_pdu(*caps)
             except RemoteProtocolError as exc:
-                assert exc.offset == 2  # the length field
+                assert exc.offset in (0, 2)  # the PDU type (unknown), or the length field
                 assert exc.reason in set(AbortReason)
                 return "error", len(events), exc.reason, exc.offset
             if framed is None:
