@@ -255,7 +255,7 @@ CASES: dict[str, Case] = {
     "duplicate-context-ids": (
         rq(APP, CTX, context_rq(3, VERIFICATION, IMPLICIT_LE), CTX, USER),
         INVALID,
-        6,
+        len(rq(APP, CTX, context_rq(3, VERIFICATION, IMPLICIT_LE))),  # the second one
     ),
     # -- a known item where it does not belong, or twice where once is allowed (reason 5)
     "abstract-syntax-at-pdu-level": (rq(APP, ABSTRACT, CTX, USER), UNEXPECTED, ABSTRACT + CTX),

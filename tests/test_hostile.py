@@ -799,3 +799,34 @@ def test_unknown_pdu_type_above_the_cap_is_unrecognized(scenario: Scenario, pdu_
     assert (error.reason, error.offset) == (AbortReason.UNRECOGNIZED_PDU, 0)
     expected = AA_1 if scenario.state is State(2) else Abort(source=2, reason=1)
     assert error.reply == expected
+
+
+@pytest.mark.parametrize(
+    ("pdu_type", "scenario"),
+    [(0x01, Scenario(Role.ACCEPTOR, State(2))), (0x02, Scenario(Role.REQUESTOR, State(5)))],
+    ids=["A-ASSOCIATE-RQ", "A-ASSOCIATE-AC"],
+)
+def test_contexts_of_one_id_are_refused_at_the_second(pdu_type: int, scenario: Scenario) -> None:
+    """1 MiB of presentation contexts all with ID 1, their reserved bytes differing (so that no
+    memo shares them): refused at the second one, the others never decoded. Regression: all
+    were decoded first, 8.6 MiB for the request, 11 MiB for the accept (rejected contexts)."""
+    wire = dul.encode(request())
+    application = wire.index(b"\x10\x00", 74)
+    fixed = wire[6:application]
+    item_type = 0x20 if pdu_type == 0x01 else 0x21
+    sub_items = b"\x30\x00\x00\x00\x40\x00\x00\x00" if pdu_type == 0x01 else b""
+    size = 8 + len(sub_items)
+    contexts = b"".join(
+        struct.pack(">BxHBBBB", item_type, 4 + len(sub_items), 1, i & 0xFF, 3, (i >> 8) & 0xFF)
+        + sub_items
+        for i in range((MB - 1024) // size)
+    )
+    application_item = struct.pack(">BxH", 0x10, 21) + b"1.2.840.10008.3.1.1.1"
+    user = wire[wire.index(b"\x50\x00", 74) :]  # the user information item, last
+    data = pdu(pdu_type, fixed + application_item + contexts + user)
+    conn = connection_in(scenario)
+    with measured(f"{len(data)} bytes of contexts with ID 1") as m:
+        conn.receive_data(data)
+        error = raises_remote(conn.next_event)
+    assert "presentation context ID 1 twice" in str(error)
+    assert m.peak < 2 * len(data)  # the body's copy

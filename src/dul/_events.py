@@ -276,7 +276,8 @@ class AssociateReject:
 class PresentationDataValue:
     """One PDV of a P-DATA-TF (PS3.8 §9.3.5, Annex E.2).
 
-    Received, ``data`` is a ``memoryview`` slice of the PDU body: no copy was made.
+    Received, ``data`` is a ``memoryview``: a slice of the PDU body (no copy), or of one copy
+    joining the P-DATA-TF's consecutive fragments of a stream when several of them held data.
     """
 
     context_id: int
@@ -294,7 +295,11 @@ class PData:
 
 @frozen(kw_only=True)
 class PDataReceived:
-    """A P-DATA-TF that arrived (04H): at least one PDV, in the order received."""
+    """A P-DATA-TF that arrived (04H): the fragments of one message (PS3.8 Annex E.1).
+
+    One or two PDVs, on one context: the command's fragments (up to its last one), then the data
+    set's, each stream's consecutive fragments joined into one PDV, whatever number the PDU held.
+    """
 
     values: tuple[PresentationDataValue, ...]
 

@@ -347,12 +347,19 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | Associat
     user_information: UserInformation | None = None
     unknown: list[UnknownItem] = []
     skipped = 0
+    seen: set[int] = set()  # context IDs: checked as they come, so at most 128 are decoded
     for item_type, s, e in _items(body, _ASSOCIATE_FIXED, len(body), name):
         if item_type == context_type:
-            if is_rq:
-                contexts.append(_memoized(_decode_context_rq, body, s, e))
-            else:
-                contexts.append(_memoized(_decode_context_ac, body, s, e))
+            context: PresentationContext | PresentationContextAC = (
+                _memoized(_decode_context_rq, body, s, e)
+                if is_rq
+                else _memoized(_decode_context_ac, body, s, e)
+            )
+            if context.context_id in seen:
+                verb = "proposes" if is_rq else "answers"
+                _fail(f"{name} {verb} presentation context ID {context.context_id} twice", s + 2)
+            seen.add(context.context_id)
+            contexts.append(context)
         elif item_type == ItemType.APPLICATION_CONTEXT:
             if application_context is not None:
                 _fail(f"{name} has two application context items", s + 2, _UNEXPECTED)
@@ -373,12 +380,6 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | Associat
         _fail(f"{name} has no presentation context item", 6)
     if user_information is None:
         _fail(f"{name} has no user information item", 6)
-    if is_rq:
-        seen: set[int] = set()
-        for context in contexts:
-            if context.context_id in seen:
-                _fail(f"{name} proposes presentation context ID {context.context_id} twice", 6)
-            seen.add(context.context_id)
     cls: type[AssociateRequest | AssociateAccept] = AssociateRequest if is_rq else AssociateAccept
     return cls(
         protocol_version=_U16.unpack_from(body, 0)[0],
