@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the test suite on a fresh clone: make .venv, install dul with its extras, install DCMTK
-# (the interop peer) if it is missing, then run pytest. Arguments go to pytest.
+# Run the test suite on a fresh clone: make .venv, install dul with its extras, install DCMTK and
+# Orthanc (the interop peers) if they are missing, then run pytest. Arguments go to pytest.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,14 +31,24 @@ fi
 echo "== installing dul[test,docs,dev,examples,print] into .venv"
 .venv/bin/python -m pip install --quiet -e '.[test,docs,dev,examples,print]'
 
-if ! have_dcmtk; then
-    echo "== DCMTK not found: installing it with apt-get"
+# True when Orthanc's server is installed (Debian puts it in /usr/sbin, off a user's PATH).
+have_orthanc() {
+    command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ]
+}
+
+missing=()
+have_dcmtk || missing+=(dcmtk)
+have_orthanc || missing+=(orthanc)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== not found: ${missing[*]}: installing with apt-get"
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         sudo="sudo"
     fi
     $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y dcmtk
+    # The tests start their own Orthanc on free ports (tests/orthanc.py), whatever the package
+    # may have started as a service.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}"
 fi
 
 echo "== pytest"

@@ -10,6 +10,7 @@ from typing import NoReturn
 import pytest
 from hypothesis import settings
 
+from orthanc import find_orthanc
 from peers import Dcmtk, find_dcmtk, free_port, in_ci
 
 __all__ = ["free_port"]
@@ -54,3 +55,13 @@ def pynetdicom() -> ModuleType:
     except ImportError:
         _missing("pynetdicom")
     return pynetdicom
+
+
+@pytest.fixture(scope="session")
+def orthanc_binary() -> str:
+    """Orthanc's server binary; skips the test when it is missing, except under CI, where it
+    fails (CI installs Debian's orthanc package, as scripts/test.sh does)."""
+    binary = find_orthanc()
+    if binary is None:
+        _missing("Orthanc (Debian's orthanc package)")
+    return binary

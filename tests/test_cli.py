@@ -1,4 +1,4 @@
-"""``python -m dul decode``, its pretty-printer (``dul._dump``), and the documented examples."""
+"""``python -m dul decode``, its pretty-printer (``dul.describe``), and the documented examples."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import dul
-from dul._dump import UID_NAMES, describe, dump_stream
+from dul import describe, dump_stream
 from peers import split_pdus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,7 +273,7 @@ def test_describe_every_user_information_sub_item() -> None:
         "      SOP class extended negotiation: 1.2.840.10008.5.1.4.1.2.2.1 (Study Root"
         " Query/Retrieve Information Model - FIND)\n        application information: 01 00\n",
         "      SOP class common extended negotiation: 1.2.840.10008.5.1.4.1.1.2.1 (Enhanced CT"
-        " Image Storage)\n        service class: 1.2.840.10008.4.2\n"
+        " Image Storage)\n        service class: 1.2.840.10008.4.2 (Storage Service Class)\n"
         "        related general SOP class: 1.2.840.10008.5.1.4.1.1.2 (CT Image Storage)\n",
         "      user identity (RQ): type 2 (username-and-passcode)\n"
         "        positive response requested: True\n"
@@ -362,13 +362,6 @@ def test_raw_bytes_of_non_canonical_strings(capture_dir: Path) -> None:
         "abstract syntax: 1.2.840.10008.1.1 (Verification SOP Class) "
         "(raw b'1.2.840.10008.1.1\\x00')\n"
     ) in out
-
-
-def test_uid_names_agree_with_pydicom() -> None:
-    """The small name table is typed by hand: check it against pydicom's UID dictionary."""
-    uid_dictionary = pytest.importorskip("pydicom.uid").UID_dictionary
-    for uid, name in UID_NAMES.items():
-        assert uid_dictionary[uid][0] == name, uid
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ mandatory fields, Annex C status classes), never from dul's own tables.
 from __future__ import annotations
 
 import contextlib
+import struct
 from pathlib import Path
 
 import attrs
@@ -194,7 +195,8 @@ def fields(message: Message) -> dict[str, object]:
     return {
         a.name: getattr(message, a.name)
         for a in attrs.fields(type(message))
-        if a.name != "unknown_elements" and getattr(message, a.name) is not None
+        if a.name not in ("unknown_elements", "foreign_elements")
+        and getattr(message, a.name) is not None
     }
 
 
@@ -381,6 +383,101 @@ def test_unknown_elements_cannot_replace_fields(element: int) -> None:
         encode_message(message, False)
 
 
+# -- tolerated on receive: what real peers send ------------------------------------------------
+
+GET_SCP = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve - GET
+
+
+def orthanc_get_response() -> bytes:
+    """A C-GET-RSP shaped as Orthanc 1.10 (DCMTK) sends it after a failed sub-operation: the
+    Failed SOP Instance UID List (0008,0058) in the command set, with its own group length
+    (0008,0000), after group 0000, whose CommandGroupLength counts group 0000 only."""
+    group_0000 = encode_command(
+        {
+            0x0002: GET_SCP,
+            0x0100: 0x8010,
+            0x0120: 3,
+            0x0800: 0x0101,
+            0x0900: 0xB000,
+            0x1020: 0,
+            0x1021: 1,
+            0x1022: 1,
+            0x1023: 0,
+        }
+    )
+    failed = b"1.2.826.0.1.3680043.2.1125.99\0"
+    uid_list = struct.pack("<HHL", 0x0008, 0x0058, len(failed)) + failed
+    return group_0000 + struct.pack("<HHLL", 0x0008, 0x0000, 4, len(uid_list)) + uid_list
+
+
+def test_orthanc_get_response_with_foreign_elements() -> None:
+    """Item 1 of issue 16: the counters are read, (0008,0000) and (0008,0058) kept aside on
+    ``foreign_elements``, and such a message is never sent (strict on send)."""
+    data = orthanc_get_response()
+    message, has_dataset = decode_message(data)
+    assert not has_dataset
+    assert message == CGetResponse(
+        message_id_being_responded_to=3,
+        affected_sop_class_uid=GET_SCP,
+        status=0xB000,
+        remaining_suboperations=0,
+        completed_suboperations=1,
+        failed_suboperations=1,
+        warning_suboperations=0,
+        foreign_elements=(
+            (0x0008_0000, struct.pack("<L", 38)),
+            (0x0008_0058, b"1.2.826.0.1.3680043.2.1125.99\0"),
+        ),
+    )
+    assert message.category is StatusCategory.WARNING
+    with pytest.raises(LocalProtocolError, match=r"foreign elements \(0008,0000\), \(0008,0058\)"):
+        encode_message(message, False)
+    group_0000 = encode_message(attrs.evolve(message, foreign_elements=()), False)
+    assert data[: len(group_0000)] == group_0000
+    assert data[len(group_0000) :].startswith(struct.pack("<HHL", 0x0008, 0x0000, 4))
+    # pydicom reads the same bytes the same way.
+    ds = pydicom_read(data)
+    assert (ds.NumberOfCompletedSuboperations, ds.NumberOfFailedSuboperations) == (1, 1)
+    assert ds.FailedSOPInstanceUIDList == "1.2.826.0.1.3680043.2.1125.99"
+
+
+def _pynetdicom_vector(name: str) -> bytes:
+    """A command set from pynetdicom's own test vectors (a PDV: the control byte, then it)."""
+    vectors = pytest.importorskip("pynetdicom.tests.encoded_dimse_msg")
+    pdv: bytes = getattr(vectors, name)
+    assert pdv[0] & 0x03 == 0x03  # a command, last fragment
+    return pdv[1:]
+
+
+def test_group_length_disagreeing_is_tolerated() -> None:
+    """pynetdicom's ``c_move_rsp_cmd_with_dup`` declares CommandGroupLength 114 for 138 bytes.
+    That alone is not fatal (pydicom and pynetdicom ignore it too); what stays fatal in it is a
+    US counter with two values (4 bytes), since which one is meant is not said."""
+    data = _pynetdicom_vector("c_move_rsp_cmd_with_dup")
+    assert struct.unpack_from("<L", data, 8)[0] == 114 != len(data) - 12
+    with pytest.raises(RemoteProtocolError, match="NumberOfRemainingSuboperations has length 4"):
+        decode_message(data)
+    # The same command set with the counters as one US each, the group length still 114.
+    fixed = data
+    for element in (0x1020, 0x1021, 0x1022, 0x1023):
+        at = fixed.index(struct.pack("<HHL", 0, element, 4))
+        value = fixed[at + 8 : at + 10]
+        fixed = fixed[:at] + struct.pack("<HHL", 0, element, 2) + value + fixed[at + 12 :]
+    assert struct.unpack_from("<L", fixed, 8)[0] == 114 != len(fixed) - 12
+    message, has_dataset = decode_message(fixed)
+    assert has_dataset
+    assert message == CMoveResponse(
+        message_id_being_responded_to=5,
+        affected_sop_class_uid=CT,
+        status=0xFF00,
+        offending_element=((0x0000, 0x0001), (0x0000, 0x0002)),
+        remaining_suboperations=3,
+        completed_suboperations=1,
+        failed_suboperations=2,
+        warning_suboperations=4,
+    )
+
+
 # -- malformed command sets on receive -------------------------------------------------------------
 
 
@@ -409,7 +506,9 @@ def _sample(cls: type[Message]) -> Message:
         "move_originator_aet": "ORIGIN",
         "move_originator_message_id": 8,
     }
-    names = [a.name for a in attrs.fields(cls) if a.name != "unknown_elements"]
+    names = [
+        a.name for a in attrs.fields(cls) if a.name not in ("unknown_elements", "foreign_elements")
+    ]
     return cls(**{name: values[name] for name in names})
 
 

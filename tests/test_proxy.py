@@ -194,6 +194,24 @@ def test_message_names_follow_ps37() -> None:
     assert message_name(dimse.CStoreResponse(message_id_being_responded_to=1)) == "C-STORE-RSP"
 
 
+def test_traces_show_foreign_elements() -> None:
+    """Issue 16 item 1: elements outside group 0000 a peer put in its command set (Orthanc's
+    C-GET-RSP) are shown by the proxy's and the tools' traces, each on its own line."""
+    from examples.tools.cli import describe_message as tool_describe
+    from examples.trio.proxy import describe_message as proxy_describe
+
+    from dul import dimse
+    from test_dimse_messages import orthanc_get_response
+
+    message, _ = dimse.decode_message(orthanc_get_response())
+    line = "foreign element (0008,0058), 30 bytes: '1.2.826.0.1.3680043.2.1125.99'"
+    for describe in (tool_describe, proxy_describe):
+        text = describe(message)
+        assert f"\n  {line} (not group 0000: kept aside)" in text
+        assert "foreign element (0008,0000), 4 bytes: 26000000" in text
+        assert "foreign_elements" not in text
+
+
 # -- against DCMTK -------------------------------------------------------------------------------
 
 

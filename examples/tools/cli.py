@@ -26,13 +26,11 @@ from typing import NoReturn, TextIO
 import attrs
 
 import dul
-from dul import dimse
-
-try:  # the pretty-printer behind ``python -m dul decode``
-    from dul._dump import UID_NAMES, describe
-except ImportError:  # pragma: no cover - an older dul: fall back to the events' repr
-    UID_NAMES = {}
-    describe = repr  # type: ignore[assignment]
+from dul import (
+    describe,  # the pretty-printer behind ``python -m dul decode``
+    dimse,
+)
+from dul.uids import UID_NAMES
 
 __all__ = [
     "UID_NAMES",
@@ -43,6 +41,7 @@ __all__ = [
     "ToolError",
     "Tracer",
     "client_ssl_context",
+    "describe_foreign_elements",
     "describe_item",
     "describe_message",
     "echoscp_parser",
@@ -580,10 +579,25 @@ def describe_message(message: dimse.Message) -> str:
     lines = [message_name(message)]
     for field in attrs.fields(type(message)):
         value = getattr(message, field.name)
-        if value is None or value == ():
+        if value is None or value == () or field.name == "foreign_elements":
             continue
         lines.append(f"  {_field_label(field.name)}: {_value(field.name, value)}")
+    lines.extend(f"  {line}" for line in describe_foreign_elements(message))
     return "\n".join(lines)
+
+
+def describe_foreign_elements(message: dimse.Message) -> list[str]:
+    """One line per element outside group 0000 the peer put in its command set (kept aside)."""
+    lines = []
+    for tag, raw in message.foreign_elements:
+        text = raw[:-1] if raw[-1:] in (b"\0", b" ") else raw  # one pad byte (PS3.5 7.1.1)
+        printable = text.isascii() and text.decode().isprintable()
+        shown = repr(text.decode()) if text and printable else raw.hex()
+        lines.append(
+            f"foreign element ({tag >> 16:04X},{tag & 0xFFFF:04X}), {len(raw)} bytes: {shown} "
+            "(not group 0000: kept aside)"
+        )
+    return lines
 
 
 def describe_item(item: object) -> str:

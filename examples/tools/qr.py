@@ -509,9 +509,28 @@ class Archive:
         return [response_identifier(keys, e, level, retrieve_ae_title) for e in entities]
 
     def retrieve(self, identifier: Dataset, model: Model) -> list[Instance]:
-        """C-GET/C-MOVE: the instances of the entities the identifier matches (PS3.4 C.4.2.2)."""
-        _, _, entities = self._matching(identifier, model)
-        return [instance for entity in entities for instance in entity.instances]
+        """C-GET/C-MOVE: the instances the identifier's unique keys select; raises QueryError.
+
+        A retrieval selects on the unique keys of its level and the levels above only (PS3.4
+        C.4.2.2.1, C.4.3.2.1): every other key is ignored, as are keys no data set can hold
+        (group 0002, which Orthanc sends). The level's own unique key must be there.
+        """
+        keys = query_keys(identifier)
+        level = query_level(keys, model)
+        unique = {UNIQUE_KEYS[lv] for lv in model.levels if lv <= level}
+        selected = [k for k in keys if k.tag in unique and k.values]
+        if not any(k.tag == UNIQUE_KEYS[level] for k in selected):
+            raise QueryError(
+                IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+                f"a {level.name}-level retrieval needs the unique key "
+                f"({UNIQUE_KEYS[level] >> 16:04X},{UNIQUE_KEYS[level] & 0xFFFF:04X})",
+            )
+        return [
+            instance
+            for entity in self.entities(level)
+            if all(match_key(key, entity.attribute(key.tag)) for key in selected)
+            for instance in entity.instances
+        ]
 
     @property
     def sop_classes(self) -> set[str]:
@@ -828,27 +847,41 @@ def instance_data(instance: Instance, transfer_syntax: str) -> bytes:
     return transcode(instance.read(), instance.transfer_syntax, transfer_syntax)
 
 
-def move_contexts(instances: Sequence[Instance]) -> list[tuple[dul.PresentationContext, ...]]:
-    """The presentation contexts of the sub-associations of a C-MOVE (128 at most in each).
+def move_batches(
+    instances: Sequence[Instance],
+) -> list[tuple[tuple[dul.PresentationContext, ...], list[Instance]]]:
+    """The sub-associations of a C-MOVE: the contexts of each (128 at most) and its instances.
 
-    One context per SOP class and transfer syntax of the files, offering the file's syntax
-    first and, for a little endian uncompressed file, the others it can be transcoded to.
+    For each SOP class and transfer syntax of the files, a context offering that syntax alone,
+    so that an SCP accepting it receives the files bit for bit as stored; then, for a file that
+    can be transcoded, a second context offering the other syntaxes, the fallback for an SCP
+    that refuses the first (issue 16 item 4). :func:`storage_context` prefers the first. The two
+    contexts of a file never fall in different batches, nor does a file.
     """
-    keys = list(dict.fromkeys((i.sop_class_uid, i.transfer_syntax) for i in instances))
-    batches = []
-    for start in range(0, len(keys), storage.MAX_CONTEXTS):
-        contexts = []
-        for n, (sop_class, syntax) in enumerate(keys[start : start + storage.MAX_CONTEXTS]):
-            syntaxes: tuple[str, ...] = (syntax,)
-            if syntax in TRANSCODABLE:
-                syntaxes += tuple(s for s in TRANSCODABLE[:2] if s != syntax)
-            contexts.append(
+    groups: dict[tuple[str, str], list[Instance]] = {}
+    for instance in instances:
+        groups.setdefault((instance.sop_class_uid, instance.transfer_syntax), []).append(instance)
+    batches: list[tuple[list[tuple[str, tuple[str, ...]]], list[Instance]]] = []
+    for (sop_class, syntax), members in groups.items():
+        proposals = [(sop_class, (syntax,))]
+        if syntax in TRANSCODABLE:
+            proposals.append((sop_class, tuple(s for s in TRANSCODABLE[:2] if s != syntax)))
+        if not batches or len(batches[-1][0]) + len(proposals) > storage.MAX_CONTEXTS:
+            batches.append(([], []))
+        batches[-1][0].extend(proposals)
+        batches[-1][1].extend(members)
+    return [
+        (
+            tuple(
                 dul.PresentationContext(
                     context_id=2 * n + 1, abstract_syntax=sop_class, transfer_syntaxes=syntaxes
                 )
-            )
-        batches.append(tuple(contexts))
-    return batches
+                for n, (sop_class, syntaxes) in enumerate(proposals)
+            ),
+            members,
+        )
+        for proposals, members in batches
+    ]
 
 
 def qrscp_policy(
@@ -952,7 +985,7 @@ def get_contexts(
     """getscu's contexts and role selections: the C-GET SOP class, then each storage SOP class
     with the SCP role proposed, so that the C-STOREs come back on this association
     (PS3.7 D.3.3.4; PS3.4 C.4.3)."""
-    classes = list(dict.fromkeys(storage.STORAGE_SOP_CLASSES))[: storage.MAX_CONTEXTS - 1]
+    classes = list(storage.COMMON_STORAGE_SOP_CLASSES)[: storage.MAX_CONTEXTS - 1]
     contexts = [request_contexts(sop_class_uid)[0]]
     for n, uid in enumerate(classes, start=1):
         contexts.append(
@@ -981,6 +1014,9 @@ def counters_text(response: dimse.Response) -> str:
         value = getattr(response, f"{name}_suboperations", None)
         if value is not None:
             parts.append(f"{name} {value}")
+    done = [getattr(response, f"{name}_suboperations", None) for name in names[1:]]
+    if not response.is_pending and done == [0, 0, 0]:
+        parts.append("no instance matched: nothing was retrieved")
     return ", ".join(parts) or "no counters"
 
 
@@ -2124,9 +2160,7 @@ class AsyncQRSCP:
         originator = peer_ae_title(assoc.connection) or ""
         ops = SubOperations(len(instances))
         cancelled = False
-        for contexts in move_contexts(instances):
-            wanted = {(c.abstract_syntax, c.transfer_syntaxes[0]) for c in contexts}
-            batch = [i for i in instances if (i.sop_class_uid, i.transfer_syntax) in wanted]
+        for contexts, batch in move_batches(instances):
             cancelled = await self._move_batch(
                 assoc, event, message, address, contexts, batch, ops, originator
             )

@@ -723,9 +723,7 @@ class _QRSCP:
         originator = qr.peer_ae_title(assoc.connection) or ""
         ops = qr.SubOperations(len(instances))
         cancelled = False
-        for contexts in qr.move_contexts(instances):
-            wanted = {(c.abstract_syntax, c.transfer_syntaxes[0]) for c in contexts}
-            batch = [i for i in instances if (i.sop_class_uid, i.transfer_syntax) in wanted]
+        for contexts, batch in qr.move_batches(instances):
             cancelled = self._move_batch(
                 assoc, event, message, address, contexts, batch, ops, originator
             )

@@ -38,22 +38,13 @@ import attrs
 import trio
 
 import dul
-from dul import dimse
-from dul._dump import UID_NAMES, describe
+from dul import describe, dimse
+from dul.uids import UID_NAMES
+from examples.tools.cli import describe_foreign_elements
 
 __all__ = ["Proxy", "main"]
 
 _RECV_SIZE = 256 * 1024
-#: UIDs met in print traces, beside the dump's own table.
-_MORE_UID_NAMES = {
-    "1.2.840.10008.5.1.1.9": "Basic Grayscale Print Management Meta SOP Class",
-    "1.2.840.10008.5.1.1.1": "Basic Film Session SOP Class",
-    "1.2.840.10008.5.1.1.2": "Basic Film Box SOP Class",
-    "1.2.840.10008.5.1.1.4": "Basic Grayscale Image Box SOP Class",
-    "1.2.840.10008.5.1.1.16": "Printer SOP Class",
-    "1.2.840.10008.5.1.1.17": "Printer SOP Instance",
-    "1.2.840.10008.5.1.1.23": "Presentation LUT SOP Class",
-}
 _ENDED_WELL = (dul.CloseCause.RELEASED, dul.CloseCause.REJECTED)
 
 
@@ -72,16 +63,17 @@ def describe_message(message: dimse.Message) -> str:
     lines = [message_name(message)]
     for attribute in attrs.fields(type(message)):
         value = getattr(message, attribute.name)
-        if value is None or value == ():
+        if value is None or value == () or attribute.name == "foreign_elements":
             continue
         if attribute.name == "status":
             text = f"{value:#06x} ({dimse.status_category(value).value})"
         elif isinstance(value, str):
-            name = UID_NAMES.get(value) or _MORE_UID_NAMES.get(value)
+            name = UID_NAMES.get(value)
             text = value + (f" ({name})" if name else "")
         else:
             text = repr(value)
         lines.append(f"  {attribute.name}: {text}")
+    lines.extend(f"  {line}" for line in describe_foreign_elements(message))
     return "\n".join(lines)
 
 

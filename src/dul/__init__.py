@@ -2,6 +2,8 @@
 
 Feed bytes to a :class:`Connection` with ``receive_data()``, read events with ``next_event()``,
 and turn events into bytes with ``send()``. dul never touches a socket, a clock or a thread.
+DIMSE messages are :mod:`dul.dimse`; a file's meta group is :mod:`dul.part10`; UID names and
+the storage SOP classes are :mod:`dul.uids`.
 """
 
 from ._codes import (
@@ -19,6 +21,7 @@ from ._codes import (
     reject_reason_name,
 )
 from ._connection import NEED_DATA, AcceptedContext, Connection, Role, Sentinel
+from ._dump import describe, dump_stream
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     DEFAULT_MAXIMUM_LENGTH,
@@ -107,6 +110,8 @@ __all__ = [
     "UserInformation",
     "WireStr",
     "decode",
+    "describe",
+    "dump_stream",
     "encode",
     "reject_reason_name",
 ]

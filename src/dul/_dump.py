@@ -43,59 +43,9 @@ from ._events import (
     WireStr,
 )
 from ._pdu import PDU_HEADER, decode_pdu
+from .uids import UID_NAMES
 
-__all__ = ["UID_NAMES", "describe", "dump_stream"]
-
-#: Names of the UIDs a reader meets most (PS3.6 Annex A), to make a dump readable at a glance.
-UID_NAMES: dict[str, str] = {
-    "1.2.840.10008.3.1.1.1": "DICOM Application Context Name",
-    "1.2.840.10008.1.1": "Verification SOP Class",
-    # transfer syntaxes
-    "1.2.840.10008.1.2": "Implicit VR Little Endian",
-    "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
-    "1.2.840.10008.1.2.1.99": "Deflated Explicit VR Little Endian",
-    "1.2.840.10008.1.2.2": "Explicit VR Big Endian",
-    "1.2.840.10008.1.2.4.50": "JPEG Baseline (Process 1)",
-    "1.2.840.10008.1.2.4.51": "JPEG Extended (Process 2 and 4)",
-    "1.2.840.10008.1.2.4.57": "JPEG Lossless, Non-Hierarchical (Process 14)",
-    "1.2.840.10008.1.2.4.70": (
-        "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1])"
-    ),
-    "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless Image Compression",
-    "1.2.840.10008.1.2.4.81": "JPEG-LS Lossy (Near-Lossless) Image Compression",
-    "1.2.840.10008.1.2.4.90": "JPEG 2000 Image Compression (Lossless Only)",
-    "1.2.840.10008.1.2.4.91": "JPEG 2000 Image Compression",
-    "1.2.840.10008.1.2.5": "RLE Lossless",
-    # storage SOP classes
-    "1.2.840.10008.5.1.4.1.1.1": "Computed Radiography Image Storage",
-    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
-    "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
-    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
-    "1.2.840.10008.5.1.4.1.1.4": "MR Image Storage",
-    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
-    "1.2.840.10008.5.1.4.1.1.6.1": "Ultrasound Image Storage",
-    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image Storage",
-    "1.2.840.10008.5.1.4.1.1.12.1": "X-Ray Angiographic Image Storage",
-    "1.2.840.10008.5.1.4.1.1.20": "Nuclear Medicine Image Storage",
-    "1.2.840.10008.5.1.4.1.1.128": "Positron Emission Tomography Image Storage",
-    "1.2.840.10008.5.1.4.1.1.481.1": "RT Image Storage",
-    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",
-    "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set Storage",
-    "1.2.840.10008.5.1.4.1.1.481.5": "RT Plan Storage",
-    "1.2.840.10008.5.1.4.1.1.88.11": "Basic Text SR Storage",
-    "1.2.840.10008.5.1.4.1.1.88.22": "Enhanced SR Storage",
-    "1.2.840.10008.5.1.4.1.1.104.1": "Encapsulated PDF Storage",
-    # other services
-    "1.2.840.10008.5.1.4.1.2.1.1": "Patient Root Query/Retrieve Information Model - FIND",
-    "1.2.840.10008.5.1.4.1.2.1.2": "Patient Root Query/Retrieve Information Model - MOVE",
-    "1.2.840.10008.5.1.4.1.2.1.3": "Patient Root Query/Retrieve Information Model - GET",
-    "1.2.840.10008.5.1.4.1.2.2.1": "Study Root Query/Retrieve Information Model - FIND",
-    "1.2.840.10008.5.1.4.1.2.2.2": "Study Root Query/Retrieve Information Model - MOVE",
-    "1.2.840.10008.5.1.4.1.2.2.3": "Study Root Query/Retrieve Information Model - GET",
-    "1.2.840.10008.5.1.4.31": "Modality Worklist Information Model - FIND",
-    "1.2.840.10008.1.20.1": "Storage Commitment Push Model SOP Class",
-    "1.2.840.10008.3.1.2.3.3": "Modality Performed Procedure Step SOP Class",
-}
+__all__ = ["describe", "dump_stream"]
 
 _PDU_NAMES: dict[type, str] = {
     AssociateRequest: "A-ASSOCIATE-RQ",

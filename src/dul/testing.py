@@ -539,7 +539,7 @@ _DIMSE_FIELDS: dict[str, st.SearchStrategy[object]] = {
 def _dimse_message(draw: st.DrawFn, cls: type[_dimse.Message]) -> tuple[_dimse.Message, bool]:
     values: dict[str, object] = {}
     for attribute in _attrs.fields(cls):
-        if attribute.name == "unknown_elements":
+        if attribute.name in ("unknown_elements", "foreign_elements"):
             continue
         strategy = _DIMSE_FIELDS[attribute.name]
         if attribute.default is not _attrs.NOTHING and "None" in str(attribute.type):
@@ -557,7 +557,7 @@ def _dimse_message(draw: st.DrawFn, cls: type[_dimse.Message]) -> tuple[_dimse.M
         and values["remaining_suboperations"] is None
     ):
         values["remaining_suboperations"] = draw(_bytes16)
-    message = cls(unknown_elements=draw(unknown_command_elements()), **values)
+    message = cls(unknown_elements=draw(unknown_command_elements()), foreign_elements=(), **values)
     if cls.DATASET is _dimse.DatasetPresence.OPTIONAL:
         return message, draw(st.booleans())
     return message, cls.DATASET is _dimse.DatasetPresence.REQUIRED

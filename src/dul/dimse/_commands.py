@@ -1,7 +1,10 @@
 """The command set codec: group 0000 in implicit VR little endian (PS3.7 §6.3, §9.3, §10.3, E).
 
 A command set is a flat list of elements ``(0000,eeee)``: 2-byte group, 2-byte element, 4-byte
-length, value. CommandGroupLength (0000,0000) is computed on encode and checked on decode.
+length, value. Strict on send: only group 0000, in ascending order, CommandGroupLength
+(0000,0000) computed. Tolerant on receive where nothing is lost (docs/conformance.md, "Command
+sets received"): CommandGroupLength is not checked, elements may come in any order, and elements
+of other groups (Orthanc's C-GET-RSP carries (0008,0058)) are kept raw under their full tag.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ def _fail(message: str, offset: int) -> RemoteProtocolError:
     return RemoteProtocolError(f"command set: {message}", reason=6, offset=offset)
 
 
+def _tag(tag: int) -> str:
+    return f"({tag >> 16 & 0xFFFF:04X},{tag & 0xFFFF:04X})"
+
+
 def _name(element: int) -> str:
     known = ELEMENTS.get(element)
     return f"(0000,{element:04X})" + (f" {known[0]}" if known else "")
@@ -88,10 +95,16 @@ def encode_command(elements: Mapping[int, CommandValue | bytes]) -> bytes:
     """Encode a command set from ``{element: value}``; CommandGroupLength is added first.
 
     Elements are written in ascending order, as PS3.5 §7.1 requires. Unknown elements must be
-    given as ``bytes`` values (kept raw).
+    given as ``bytes`` values (kept raw). Keys are element numbers of group 0000: a command set
+    holds nothing else (PS3.7 §6.3.1), so a full tag of another group is refused.
     """
     parts = []
     for element in sorted(elements):
+        if not 0 <= element <= 0xFFFF:
+            raise LocalProtocolError(
+                f"element {_tag(element)} is not in group 0000: a command set holds group 0000 "
+                "only (PS3.7 6.3.1)"
+            )
         if element == 0x0000:
             continue
         value = elements[element]
@@ -125,39 +138,30 @@ def _decode_value(element: int, vr: str, raw: bytes, offset: int) -> CommandValu
 
 
 def decode_command(data: bytes | memoryview) -> dict[int, CommandValue | bytes]:
-    """Decode a command set into ``{element: value}``; unknown elements are kept as ``bytes``.
+    """Decode a command set into ``{tag: value}``, in the order received.
 
-    Raises :class:`RemoteProtocolError` naming the element at fault.
+    A group-0000 element's key is its element number; unknown ones are kept as ``bytes``. An
+    element of another group is kept as ``bytes`` under its full tag (``0x00080058``). The
+    CommandGroupLength received is returned as it came, not checked. Raises
+    :class:`RemoteProtocolError` naming the element at fault: truncated, repeated, or a known
+    element whose value does not fit its VR.
     """
     raw = bytes(data)
     elements: dict[int, CommandValue | bytes] = {}
     pos = 0
-    previous = -1
     while pos < len(raw):
         if len(raw) - pos < 8:
             raise _fail(f"{len(raw) - pos} bytes left over after the last element", pos)
         group, element, length = _HEADER.unpack_from(raw, pos)
-        if group != 0x0000:
-            raise _fail(f"element ({group:04X},{element:04X}) is not in group 0000", pos)
-        if element <= previous:
-            raise _fail(f"{_name(element)} is out of order or repeated", pos)
-        previous = element
+        tag = group << 16 | element
+        name = _name(element) if group == 0x0000 else _tag(tag)
+        if tag in elements:
+            raise _fail(f"{name} is repeated", pos)
         value_at = pos + 8
         if value_at + length > len(raw):
-            raise _fail(
-                f"{_name(element)} declares {length} bytes, only {len(raw) - value_at} remain", pos
-            )
+            raise _fail(f"{name} declares {length} bytes, only {len(raw) - value_at} remain", pos)
         value = raw[value_at : value_at + length]
-        known = ELEMENTS.get(element)
-        elements[element] = value if known is None else _decode_value(element, known[1], value, pos)
+        known = ELEMENTS.get(tag)
+        elements[tag] = value if known is None else _decode_value(element, known[1], value, pos)
         pos = value_at + length
-    group_length = elements.get(0x0000)
-    if not isinstance(group_length, int):
-        raise _fail("CommandGroupLength (0000,0000) is missing", 0)
-    if group_length != len(raw) - 12:
-        raise _fail(
-            f"CommandGroupLength (0000,0000) says {group_length}, the elements after it take "
-            f"{len(raw) - 12}",
-            0,
-        )
     return elements

@@ -53,6 +53,7 @@ __all__ = [
     "status_category",
 ]
 
+#: The Verification SOP Class, which C-ECHO serves (PS3.4 Annex A).
 VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 _NO_DATASET = 0x0101  # CommandDataSetType: "no data set"; any other value means one follows
 _DATASET = 0x0001  # what DCMTK and pynetdicom send when a data set follows
@@ -126,12 +127,19 @@ Tags = tuple[tuple[int, int], ...]
 
 @frozen(kw_only=True)
 class Message:
-    """Base of every DIMSE message. ``unknown_elements`` keeps elements this class lacks, raw."""
+    """Base of every DIMSE message.
+
+    ``unknown_elements`` keeps the group-0000 elements this class lacks, raw, by element number.
+    ``foreign_elements`` keeps, raw and in the order received, elements of other groups a peer
+    put in its command set (Orthanc's C-GET-RSP carries (0008,0058)), by full tag; they are
+    never sent (PS3.7 §6.3.1: a command set is group 0000).
+    """
 
     COMMAND_FIELD: ClassVar[int]
     DATASET: ClassVar[DatasetPresence]
 
     unknown_elements: tuple[tuple[int, bytes], ...] = ()
+    foreign_elements: tuple[tuple[int, bytes], ...] = ()
 
     def _check(self) -> None:
         """Conditional rules of PS3.7 a subclass enforces on send."""
@@ -442,6 +450,7 @@ def _check_priority(priority: int) -> None:
         raise LocalProtocolError(f"priority {priority!r} is not 0 (medium), 1 (high) or 2 (low)")
 
 
+#: Each message class by its Command Field (0000,0100) value: what a decoder looks up.
 MESSAGE_CLASSES: dict[int, type[Message]] = {
     cls.COMMAND_FIELD: cls
     for cls in (
@@ -476,7 +485,7 @@ _CLASS_FIELDS: dict[type[Message], tuple[tuple[str, int, bool], ...]] = {
         # (Status, Priority): a response without Status must not read as Success.
         (f.name, _FIELDS[f.name], f.default is attrs.NOTHING or "None" not in str(f.type))
         for f in attrs.fields(cls)
-        if f.name != "unknown_elements"
+        if f.name not in ("unknown_elements", "foreign_elements")
     )
     for cls in MESSAGE_CLASSES.values()
 }
@@ -492,6 +501,12 @@ def encode_message(message: Message, has_dataset: bool) -> bytes:
     if not has_dataset and cls.DATASET is DatasetPresence.REQUIRED:
         raise LocalProtocolError(f"{cls.__name__} requires a data set (PS3.7)")
     message._check()
+    if message.foreign_elements:
+        tags = ", ".join(f"({t >> 16:04X},{t & 0xFFFF:04X})" for t, _ in message.foreign_elements)
+        raise LocalProtocolError(
+            f"{cls.__name__}: foreign elements {tags} are not sent: a command set holds group "
+            "0000 only (PS3.7 6.3.1)"
+        )
     elements: dict[int, CommandValue | bytes] = {}
     for name, element, _required in _CLASS_FIELDS[cls]:
         value = getattr(message, name)
@@ -509,9 +524,15 @@ def encode_message(message: Message, has_dataset: bool) -> bytes:
 def decode_message(data: bytes | memoryview) -> tuple[Message, bool]:
     """Decode a command set into (message, whether a data set follows).
 
-    Raises :class:`RemoteProtocolError` naming the element at fault.
+    Elements outside group 0000 go to ``foreign_elements``, as received. Raises
+    :class:`RemoteProtocolError` naming the element at fault.
     """
     elements = decode_command(data)
+    foreign = tuple(
+        (tag, value) for tag, value in elements.items() if tag > 0xFFFF and isinstance(value, bytes)
+    )
+    for tag, _ in foreign:
+        del elements[tag]
     field = elements.pop(0x0100, None)
     if not isinstance(field, int):
         raise RemoteProtocolError("command set has no CommandField (0000,0100)", reason=6)
@@ -547,7 +568,7 @@ def decode_message(data: bytes | memoryview) -> tuple[Message, bool]:
                 raw = text + (b"\0" if vr == "UI" else b" ") * (len(text) % 2)
             unknown.append((element, raw))
     try:
-        message = cls(unknown_elements=tuple(unknown), **values)
+        message = cls(unknown_elements=tuple(unknown), foreign_elements=foreign, **values)
     except TypeError as exc:  # pragma: no cover - required fields were checked above
         raise RemoteProtocolError(f"{cls.__name__}: {exc}", reason=6) from exc
     return message, dataset_type != _NO_DATASET

@@ -33,7 +33,9 @@ __all__ = [
     "operations_window",
 ]
 
+#: The default transfer syntax of DICOM, which every application supports (PS3.5 §10.1).
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+#: Explicit VR Little Endian (PS3.5 §A.2).
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 #: What a policy accepts when it names no transfer syntaxes for an abstract syntax.
 DEFAULT_TRANSFER_SYNTAXES = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
