@@ -23,6 +23,7 @@ from dul._connection import (  # noqa: E402
     DEFAULT_PDU_LENGTH_LIMIT,
     UNLIMITED_FRAGMENT,
 )
+from dul.dimse._assembler import MAX_COMMAND_LENGTH  # noqa: E402
 
 project = "dul"
 author = "dul contributors"
@@ -79,6 +80,8 @@ myst_substitutions = {
     "pdu_length_limit": f"{DEFAULT_PDU_LENGTH_LIMIT:,}",
     "associate_length_limit": f"{DEFAULT_ASSOCIATE_LENGTH_LIMIT:,}",
     "unlimited_fragment": f"{UNLIMITED_FRAGMENT:,}",
+    "max_unknown_items": f"{dul.MAX_UNKNOWN_ITEMS:,}",
+    "max_command_length": f"{MAX_COMMAND_LENGTH:,}",
 }
 
 html_theme = "alabaster"

@@ -49,7 +49,7 @@ def header(pdu_type: int, length: int) -> bytes:
 # -- the caps ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pdu_type", [3, 4, 5, 6, 7, 0x09, 0xFF])
+@pytest.mark.parametrize("pdu_type", [3, 4, 5, 6, 7])
 def test_over_maximum_length_refused_at_header(pdu_type: int) -> None:
     """A PDU declaring more than the maximum length is refused at its 6th byte, body unseen."""
     buffer = ReceiveBuffer()
@@ -64,7 +64,7 @@ def test_over_maximum_length_refused_at_header(pdu_type: int) -> None:
     assert caught.value.offset == 2  # the PDU length field
 
 
-@pytest.mark.parametrize("pdu_type", [3, 4, 5, 6, 7, 0x09])
+@pytest.mark.parametrize("pdu_type", [3, 4, 5, 6, 7])
 def test_at_maximum_length_waits(pdu_type: int) -> None:
     """Exactly the maximum length is allowed: the buffer waits for the body, then frames it."""
     buffer = ReceiveBuffer()
@@ -74,6 +74,49 @@ def test_at_maximum_length_waits(pdu_type: int) -> None:
     assert buffer.next_pdu(MAX_LENGTH, ASSOCIATE_CAP) is None
     buffer.feed(b"\x01")
     assert frame(buffer) == [(pdu_type, bytes(MAX_LENGTH - 1) + b"\x01")]
+
+
+@pytest.mark.parametrize("length", [0, MAX_LENGTH, MAX_LENGTH + 1, 0xFFFF_FFFF])
+@pytest.mark.parametrize("pdu_type", [0x00, 0x08, 0x09, 0x48, 0xFF])
+def test_unknown_type_refused_at_header(pdu_type: int, length: int) -> None:
+    """An unknown PDU type is refused at its 6th byte, whatever length it declares (above the
+    cap too): unrecognized PDU, reason 1 (PS3.8 Table 9-26), not 6; nothing is consumed."""
+    buffer = ReceiveBuffer()
+    buffer.feed(header(4, 2) + b"\x00\x00")  # a first PDU, well framed
+    assert frame(buffer) == [(4, b"\x00\x00")]
+    wire = header(pdu_type, length)
+    for byte in wire[:5]:
+        buffer.feed(bytes((byte,)))
+        assert buffer.next_pdu(MAX_LENGTH, ASSOCIATE_CAP) is None
+    buffer.feed(wire[5:])
+    with pytest.raises(RemoteProtocolError) as caught:
+        buffer.next_pdu(MAX_LENGTH, ASSOCIATE_CAP)
+    assert (caught.value.reason, caught.value.offset) == (AbortReason.UNRECOGNIZED_PDU, 0)
+    assert f"unknown PDU type {pdu_type:02X}H (declaring {length} bytes)" in str(caught.value)
+    assert len(buffer) == 6
+
+
+@pytest.mark.parametrize(
+    ("first", "hint"),
+    [
+        (b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n", ""),
+        (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", ""),
+        (bytes.fromhex("160301020001") + bytes(range(200)), " (a TLS handshake?)"),
+    ],
+    ids=["http-response", "http-request", "tls"],
+)
+def test_first_bytes_that_are_no_pdu(first: bytes, hint: str) -> None:
+    """A stream whose first byte is no PDU type: the peer speaks something else. Issue 16:
+    HTTP/1.1 gave "PDU of type 48H declares 1414541105 bytes, above the maximum length"."""
+    buffer = ReceiveBuffer()
+    buffer.feed(first[:3])  # in two chunks: the text shown joins them
+    buffer.feed(first[3:])
+    with pytest.raises(RemoteProtocolError) as caught:
+        buffer.next_pdu(MAX_LENGTH, ASSOCIATE_CAP)
+    assert caught.value.reason == AbortReason.UNRECOGNIZED_PDU
+    message = str(caught.value)
+    assert message.startswith(f"the peer does not seem to speak DICOM{hint} ")
+    assert f"({first[0]:02X}H is no PDU type); it sent: {repr(first[:64])[1:]}" in message
 
 
 @pytest.mark.parametrize("pdu_type", [1, 2])

@@ -280,13 +280,13 @@ BYTE_CASES: dict[str, tuple[bytes, Event]] = {
     "associate-ac": (AC_BYTES, AC_EVENT),
     "associate-rj": (pdu(3, bytes((0, 1, 1, 3))), AssociateReject(result=1, source=1, reason=3)),
     "p-data-two-pdvs": (
-        pdu(4, pdv(1, 0x03, b"\x08\x00command") + pdv(3, 0x00, b"data")),
+        pdu(4, pdv(1, 0x03, b"\x08\x00command") + pdv(1, 0x00, b"data")),
         PDataReceived(
             values=(
                 PresentationDataValue(
                     context_id=1, is_command=True, is_last=True, data=b"\x08\x00command"
                 ),
-                PresentationDataValue(context_id=3, is_command=False, is_last=False, data=b"data"),
+                PresentationDataValue(context_id=1, is_command=False, is_last=False, data=b"data"),
             )
         ),
     ),
@@ -635,7 +635,7 @@ def test_uid_with_trailing_nul() -> None:
 
 def test_pdv_data_is_a_view_of_the_body() -> None:
     """Each PDV's data is a memoryview slice of the PDU body: the payload is not copied."""
-    body = pdv(1, 0x01, b"command") + pdv(3, 0x02, b"dataset bytes")
+    body = pdv(1, 0x03, b"command") + pdv(1, 0x02, b"dataset bytes")
     event = decode_pdu(4, body)
     assert isinstance(event, PDataReceived)
     first, second = event.values

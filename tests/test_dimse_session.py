@@ -294,10 +294,12 @@ def test_violation_aborts(values: tuple[PDV, ...]) -> None:
     """A peer's DIMSE violation: RemoteProtocolError, and an A-ABORT (service user) waiting in
     ``data_to_send()``; the peer sees the abort."""
     pair = associated()
-    data = pair.acceptor.connection.send(PData(values=values))
+    # One PDU per PDV: a P-DATA-TF carrying two messages is the codec's to refuse.
+    data = b"".join(pair.acceptor.connection.send(PData(values=(v,))) for v in values)
     pair.requestor.receive_data(data)
     with pytest.raises(RemoteProtocolError, match=r"DIMSE|command set") as info:
-        pair.requestor.next_event()
+        while pair.requestor.next_event() is not dul.NEED_DATA:
+            pass
     assert info.value.reply == dul.Abort(source=0, reason=0)
     out = pair.requestor.data_to_send()
     assert out == dul.encode(dul.Abort(source=0, reason=0))

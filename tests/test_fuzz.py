@@ -109,7 +109,7 @@ def test_length_fields_of_pdata() -> None:
         dul.PData(
             values=(
                 dul.PresentationDataValue(context_id=1, is_command=True, is_last=True, data=b"ab"),
-                dul.PresentationDataValue(context_id=3, is_command=False, is_last=True, data=b"c"),
+                dul.PresentationDataValue(context_id=1, is_command=False, is_last=True, data=b"c"),
             )
         )
     )

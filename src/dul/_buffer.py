@@ -21,6 +21,13 @@ _ASSEMBLE_IN_PLACE = 64 * 1024
 #: Up to this size, its buffer is allocated on the header; a larger one once an eighth of it has
 #: arrived, so that 6 bytes cannot make us allocate up to the cap (16 MiB by default).
 _PREALLOCATE = 2 * 1024 * 1024
+#: How many of the first bytes a diagnostic shows when the peer does not speak DICOM.
+_SHOWN = 64
+
+
+def _printable(data: bytes) -> str:
+    """Bytes as text, quoted, with anything but printable ASCII escaped."""
+    return repr(data)[1:]  # the repr of bytes, without its b
 
 
 class ReceiveBuffer:
@@ -32,7 +39,7 @@ class ReceiveBuffer:
     before any more of the PDU is waited for.
     """
 
-    __slots__ = ("_body", "_chunks", "_filled", "_header", "_offset", "_size")
+    __slots__ = ("_body", "_chunks", "_filled", "_first", "_header", "_offset", "_size")
 
     def __init__(self) -> None:
         self._chunks: deque[bytes] = deque()
@@ -41,6 +48,7 @@ class ReceiveBuffer:
         self._header: tuple[int, int] | None = None  # (type, length) of the PDU being framed
         self._body: bytearray | None = None  # a large body being assembled in place
         self._filled = 0  # bytes of _body filled so far
+        self._first = True  # no PDU header framed yet
 
     def __len__(self) -> int:
         return self._size + self._filled
@@ -98,6 +106,34 @@ class ReceiveBuffer:
                 start += piece
         self._offset = start
 
+    def _unknown_type(self, pdu_type: int, length: int) -> RemoteProtocolError:
+        """An unknown PDU type, refused from its header (PS3.8 §9.3.1, Table 9-26: reason 1).
+
+        As the first bytes of a stream it means the peer speaks something else (HTTP, TLS...):
+        the diagnostic says so and shows what arrived. Nothing is consumed.
+        """
+        if not self._first:
+            message = f"unknown PDU type {pdu_type:02X}H (declaring {length} bytes)"
+        else:
+            seen = self._peek(_SHOWN)
+            hint = " (a TLS handshake?)" if pdu_type == 0x16 else ""
+            message = (
+                f"the peer does not seem to speak DICOM{hint} ({pdu_type:02X}H is no PDU "
+                f"type); it sent: {_printable(seen)}"
+            )
+        return RemoteProtocolError(message, reason=AbortReason.UNRECOGNIZED_PDU, offset=0)
+
+    def _peek(self, n: int) -> bytes:
+        """Up to ``n`` of the bytes held, without consuming them."""
+        out = bytearray()
+        start = self._offset
+        for chunk in self._chunks:
+            out += chunk[start : start + n - len(out)]
+            start = 0
+            if len(out) >= n:
+                break
+        return bytes(out)
+
     def next_pdu(
         self, max_length: int, max_associate_length: int
     ) -> tuple[int, bytes | memoryview] | None:
@@ -111,15 +147,22 @@ class ReceiveBuffer:
             if self._size < 6:
                 return None
             first = self._chunks[0]
-            if len(first) - self._offset >= 6:
+            whole = len(first) - self._offset >= 6
+            if whole:
                 pdu_type, length = PDU_HEADER.unpack_from(first, self._offset)
+            else:
+                pdu_type, length = PDU_HEADER.unpack(self._peek(6))
+            if not PDUType.ASSOCIATE_RQ <= pdu_type <= PDUType.ABORT:
+                raise self._unknown_type(pdu_type, length)
+            self._first = False
+            if whole:
                 self._size -= 6
                 self._offset += 6
                 if self._offset == len(first):
                     self._chunks.popleft()
                     self._offset = 0
             else:
-                pdu_type, length = PDU_HEADER.unpack(self._take(6))
+                self._take(6)
             if pdu_type in (PDUType.ASSOCIATE_RQ, PDUType.ASSOCIATE_AC):
                 cap, what = max_associate_length, "the A-ASSOCIATE cap of"
             else:

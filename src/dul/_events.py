@@ -19,6 +19,7 @@ __all__ = [
     "DICOM_APPLICATION_CONTEXT",
     "IMPLEMENTATION_CLASS_UID",
     "IMPLEMENTATION_VERSION_NAME",
+    "MAX_UNKNOWN_ITEMS",
     "Abort",
     "AssociateAccept",
     "AssociateReject",
@@ -51,6 +52,9 @@ IMPLEMENTATION_CLASS_UID = "2.25.139105748215652040362284877616680975942"
 IMPLEMENTATION_VERSION_NAME = "DUL_0.1.0"
 #: The maximum length dul announces unless told otherwise: what it is willing to receive.
 DEFAULT_MAXIMUM_LENGTH = 262_144
+#: Items of unknown type kept per received PDU or user information item; the rest are counted
+#: (``unknown_items_skipped``), not kept: 1 MiB of empty ones would be 262,000 objects.
+MAX_UNKNOWN_ITEMS = 32
 
 
 class WireStr(str):
@@ -172,7 +176,8 @@ class UserInformation:
     """The user information item (50H, PS3.8 Annex D; PS3.7 Annex D.3.3).
 
     The defaults are what dul announces: on receive, an absent sub-item is ``None`` or ``()``.
-    Sub-items are encoded in ascending type order, unknown ones last.
+    Sub-items are encoded in ascending type order, unknown ones last. Received, at most
+    ``MAX_UNKNOWN_ITEMS`` unknown sub-items are kept; ``unknown_items_skipped`` counts the others.
     """
 
     maximum_length: int | None = DEFAULT_MAXIMUM_LENGTH
@@ -184,6 +189,7 @@ class UserInformation:
     common_extended_negotiations: tuple[SOPClassCommonExtendedNegotiation, ...] = ()
     user_identity: UserIdentity | UserIdentityAC | None = None
     unknown_items: tuple[UnknownItem, ...] = ()
+    unknown_items_skipped: int = 0
 
 
 # -- the PDUs --------------------------------------------------------------------------------
@@ -194,7 +200,9 @@ class AssociateRequest:
     """A-ASSOCIATE-RQ (01H, PS3.8 §9.3.2).
 
     AE titles are ``str`` without padding. An all-space AE title arrives as ``""``: the codec
-    delivers it, and it is the application's policy to refuse it (see :meth:`reject`).
+    delivers it, and it is the application's policy to refuse it (see :meth:`reject`). Received,
+    at most ``MAX_UNKNOWN_ITEMS`` items of unknown type are kept, and ``unknown_items_skipped``
+    counts the others (PS3.8 §9.3.1 lets them all be ignored); they are never encoded.
     """
 
     called_ae_title: str
@@ -204,6 +212,7 @@ class AssociateRequest:
     application_context_name: str = DICOM_APPLICATION_CONTEXT
     protocol_version: int = 1
     unknown_items: tuple[UnknownItem, ...] = ()
+    unknown_items_skipped: int = 0
 
     def accept(
         self,
@@ -233,7 +242,8 @@ class AssociateRequest:
 class AssociateAccept:
     """A-ASSOCIATE-AC (02H, PS3.8 §9.3.3).
 
-    The AE titles echo the request's; PS3.8 says they are not tested on receive.
+    The AE titles echo the request's; PS3.8 says they are not tested on receive. Unknown items
+    are kept and counted as in :class:`AssociateRequest`.
     """
 
     called_ae_title: str
@@ -243,6 +253,7 @@ class AssociateAccept:
     application_context_name: str = DICOM_APPLICATION_CONTEXT
     protocol_version: int = 1
     unknown_items: tuple[UnknownItem, ...] = ()
+    unknown_items_skipped: int = 0
 
 
 @frozen(kw_only=True)
@@ -265,7 +276,8 @@ class AssociateReject:
 class PresentationDataValue:
     """One PDV of a P-DATA-TF (PS3.8 §9.3.5, Annex E.2).
 
-    Received, ``data`` is a ``memoryview`` slice of the PDU body: no copy was made.
+    Received, ``data`` is a ``memoryview``: a slice of the PDU body (no copy), or of one copy
+    joining the P-DATA-TF's consecutive fragments of a stream when several of them held data.
     """
 
     context_id: int
@@ -283,7 +295,11 @@ class PData:
 
 @frozen(kw_only=True)
 class PDataReceived:
-    """A P-DATA-TF that arrived (04H): at least one PDV, in the order received."""
+    """A P-DATA-TF that arrived (04H): the fragments of one message (PS3.8 Annex E.1).
+
+    One or two PDVs, on one context: the command's fragments (up to its last one), then the data
+    set's, each stream's consecutive fragments joined into one PDV, whatever number the PDU held.
+    """
 
     values: tuple[PresentationDataValue, ...]
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 from ._codes import AbortReason, AbortSource, ContextResult, ItemType, PDUType
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
+    MAX_UNKNOWN_ITEMS,
     Abort,
     AssociateAccept,
     AssociateReject,
@@ -66,9 +67,9 @@ def _fail(message: str, offset: int, reason: int = _INVALID) -> NoReturn:
 # Offsets given to errors count from the first byte of the PDU header (the body starts at 6).
 
 
-def _items(body: bytes, start: int, end: int, where: str) -> list[tuple[int, int, int]]:
-    """Split ``body[start:end]`` into (type, value start, value end) for each item."""
-    found = []
+def _items(body: bytes, start: int, end: int, where: str) -> Iterator[tuple[int, int, int]]:
+    """Split ``body[start:end]`` into (type, value start, value end) for each item, lazily: a
+    list of them would cost 30 times the bytes of a PDU of empty items."""
     pos = start
     while pos < end:
         if end - pos < 4:
@@ -81,9 +82,8 @@ def _items(body: bytes, start: int, end: int, where: str) -> list[tuple[int, int
                 f"{end - pos - 4} remain",
                 pos + 6,
             )
-        found.append((item_type, pos + 4, value_end))
+        yield item_type, pos + 4, value_end
         pos = value_end
-    return found
 
 
 def _ae_title(raw: bytes) -> str:
@@ -236,7 +236,9 @@ def _decode_identity_ac(body: bytes, s: int, e: int) -> UserIdentityAC:
 
 def _decode_user_information(body: bytes, start: int, end: int) -> UserInformation:
     single: dict[int, object] = {}
-    roles, extended, common, unknown = [], [], [], []
+    roles, extended, common = [], [], []
+    unknown: list[UnknownItem] = []
+    skipped = 0
     for item_type, s, e in _items(body, start, end, "user information"):
         if item_type == ItemType.ROLE_SELECTION:
             roles.append(_decode_role(body, s, e))
@@ -250,8 +252,10 @@ def _decode_user_information(body: bytes, start: int, end: int) -> UserInformati
             single[item_type] = _SINGLE_SUB_ITEMS[item_type](body, s, e)
         elif item_type in _KNOWN_ITEMS:
             _fail(f"item {item_type:02X}H inside user information", s + 2, _UNEXPECTED)
-        else:
+        elif len(unknown) < MAX_UNKNOWN_ITEMS:
             unknown.append(UnknownItem(item_type=item_type, data=body[s:e]))
+        else:
+            skipped += 1
     identity = single.get(ItemType.USER_IDENTITY_RQ, single.get(ItemType.USER_IDENTITY_AC))
     return UserInformation(
         maximum_length=single.get(ItemType.MAXIMUM_LENGTH),  # type: ignore[arg-type]
@@ -263,6 +267,7 @@ def _decode_user_information(body: bytes, start: int, end: int) -> UserInformati
         common_extended_negotiations=tuple(common),
         user_identity=identity,  # type: ignore[arg-type]
         unknown_items=tuple(unknown),
+        unknown_items_skipped=skipped,
     )
 
 
@@ -340,13 +345,21 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | Associat
     application_context: str | None = None
     contexts: list[Any] = []
     user_information: UserInformation | None = None
-    unknown = []
+    unknown: list[UnknownItem] = []
+    skipped = 0
+    seen: set[int] = set()  # context IDs: checked as they come, so at most 128 are decoded
     for item_type, s, e in _items(body, _ASSOCIATE_FIXED, len(body), name):
         if item_type == context_type:
-            if is_rq:
-                contexts.append(_memoized(_decode_context_rq, body, s, e))
-            else:
-                contexts.append(_memoized(_decode_context_ac, body, s, e))
+            context: PresentationContext | PresentationContextAC = (
+                _memoized(_decode_context_rq, body, s, e)
+                if is_rq
+                else _memoized(_decode_context_ac, body, s, e)
+            )
+            if context.context_id in seen:
+                verb = "proposes" if is_rq else "answers"
+                _fail(f"{name} {verb} presentation context ID {context.context_id} twice", s + 2)
+            seen.add(context.context_id)
+            contexts.append(context)
         elif item_type == ItemType.APPLICATION_CONTEXT:
             if application_context is not None:
                 _fail(f"{name} has two application context items", s + 2, _UNEXPECTED)
@@ -357,20 +370,16 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | Associat
             user_information = _memoized(_decode_user_information, body, s, e)
         elif item_type in _KNOWN_ITEMS:
             _fail(f"item {item_type:02X}H does not belong in an {name}", s + 2, _UNEXPECTED)
-        else:
+        elif len(unknown) < MAX_UNKNOWN_ITEMS:
             unknown.append(UnknownItem(item_type=item_type, data=body[s:e]))
+        else:
+            skipped += 1
     if application_context is None:
         _fail(f"{name} has no application context item", 6)
     if not contexts:
         _fail(f"{name} has no presentation context item", 6)
     if user_information is None:
         _fail(f"{name} has no user information item", 6)
-    if is_rq:
-        seen: set[int] = set()
-        for context in contexts:
-            if context.context_id in seen:
-                _fail(f"{name} proposes presentation context ID {context.context_id} twice", 6)
-            seen.add(context.context_id)
     cls: type[AssociateRequest | AssociateAccept] = AssociateRequest if is_rq else AssociateAccept
     return cls(
         protocol_version=_U16.unpack_from(body, 0)[0],
@@ -380,13 +389,42 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRequest | Associat
         presentation_contexts=tuple(contexts),
         user_information=user_information,
         unknown_items=tuple(unknown),
+        unknown_items_skipped=skipped,
     )
 
 
+def _pdv_follows(command: bool, last: bool, is_command: bool) -> str | None:
+    """Why a PDV (``is_command``) may not follow one (``command``, ``last``) in a P-DATA-TF.
+
+    PS3.8 Annex E.1: the PDVs of one P-DATA-TF belong to one message, on one presentation
+    context: command fragments up to the command's last one, then the data set's. ``None``
+    when it may follow.
+    """
+    if is_command:
+        if not command:
+            return "a command fragment follows a data set fragment"
+        return "a command fragment follows the command's last fragment" if last else None
+    if command:
+        return None if last else "a data set fragment comes before the command's last fragment"
+    return "a data set fragment follows the data set's last fragment" if last else None
+
+
 def _decode_pdata(body: bytes | memoryview, keep: bool = True) -> PDataReceived:
+    """Decode a P-DATA-TF into at most two PDVs, whatever number of PDVs it holds.
+
+    Its PDVs carry one message (PS3.8 Annex E.1), so consecutive PDVs of one stream are
+    fragments of one command or data set, and where they are cut means nothing: they are
+    delivered as one PDV, a view of the PDU when at most one of them holds data, else a copy
+    joining them. A PDU of a million empty or tiny PDVs builds no million objects.
+    """
     view = memoryview(body)
     end = len(body)
+    if not end:
+        _fail("P-DATA-TF holds no PDV", 2)
     values = []
+    context = command = last = -1  # the run of PDVs being read: context ID, stream, last bit
+    start = stop = 0  # the run's data while it lies in one PDV
+    joined: bytearray | None = None  # the run's data once a second PDV of it holds some
     pos = 0
     while pos < end:
         if end - pos < 6:
@@ -394,31 +432,58 @@ def _decode_pdata(body: bytes | memoryview, keep: bool = True) -> PDataReceived:
         length, context_id, control = _PDV.unpack_from(body, pos)
         if length < 2:
             _fail(f"PDV item length {length} is less than 2", pos + 6)
-        if pos + 4 + length > end:
+        data_end = pos + 4 + length
+        if data_end > end:
             _fail(f"PDV declares {length} bytes, only {end - pos - 4} remain", pos + 6)
         if not context_id & 1:
             _fail(f"PDV presentation context ID {context_id} is not odd", pos + 10)
-        if keep:
-            values.append(
-                PresentationDataValue(
-                    context_id=context_id,
-                    is_command=bool(control & 1),
-                    is_last=bool(control & 2),
-                    data=view[pos + 6 : pos + 4 + length],
-                )
+        is_command = control & 1
+        if context < 0:  # the first PDV
+            context, command = context_id, is_command
+        elif context_id != context:
+            _fail(
+                f"PDV on presentation context {context_id} after one on {context}: a "
+                "P-DATA-TF carries one message (PS3.8 Annex E.1)",
+                pos + 10,
+                _UNEXPECTED,
             )
-        pos += 4 + length
-    if not end:
-        _fail("P-DATA-TF holds no PDV", 2)
+        else:
+            problem = _pdv_follows(command == 1, last > 0, is_command == 1)
+            if problem is not None:
+                _fail(f"P-DATA-TF: {problem} (PS3.8 Annex E.1)", pos + 11, _UNEXPECTED)
+            if is_command != command:  # the data set's run begins
+                if keep:
+                    values.append(_run(context, command, last, view[start:stop], joined))
+                command, start, stop, joined = is_command, pos + 6, pos + 6, None
+        last = control & 2
+        if keep and data_end > pos + 6:
+            if stop == start and joined is None:
+                start, stop = pos + 6, data_end
+            elif joined is None:
+                joined = bytearray(view[start:stop])
+                joined += view[pos + 6 : data_end]
+            else:
+                joined += view[pos + 6 : data_end]
+        pos = data_end
+    if keep:
+        values.append(_run(context, command, last, view[start:stop], joined))
     return PDataReceived(values=tuple(values))
 
 
-def check_pdata(body: bytes | memoryview) -> PDataReceived:
-    """Validate a P-DATA-TF that will not be delivered, without building its PDVs (none kept).
+def _run(
+    context_id: int, command: int, last: int, data: memoryview, joined: bytearray | None
+) -> PresentationDataValue:
+    """The PDV delivered for a run of PDVs of one stream: its data joined if need be."""
+    return PresentationDataValue(
+        context_id=context_id,
+        is_command=command == 1,
+        is_last=last > 0,
+        data=data if joined is None else memoryview(joined).toreadonly(),
+    )
 
-    A PDV of 6 bytes costs about 260 bytes as objects: built, a 16 MiB P-DATA-TF of empty PDVs
-    sent before any association exists would cost ~800 MB (tests/test_hostile.py).
-    """
+
+def check_pdata(body: bytes | memoryview) -> PDataReceived:
+    """Validate a P-DATA-TF that will not be delivered, without building its PDVs (none kept)."""
     return _decode_pdata(body, keep=False)
 
 
@@ -805,6 +870,7 @@ def pdata_header(pdu_length: int, pdv_length: int, context_id: int, control: int
 def _encode_pdata(event: PData | PDataReceived, strict: bool) -> bytes:
     if strict:
         _check(len(event.values) > 0, "a P-DATA-TF needs at least one PDV")
+        _check_one_message(event.values)
     parts: list[bytes | memoryview] = [b""]  # the PDU header goes first: one join, one copy
     length = 0
     for value in event.values:
@@ -817,6 +883,22 @@ def _encode_pdata(event: PData | PDataReceived, strict: bool) -> bytes:
         length += 6 + len(value.data)
     parts[0] = PDU_HEADER.pack(PDUType.P_DATA_TF, length)
     return b"".join(parts)
+
+
+def _check_one_message(values: Iterable[PresentationDataValue]) -> None:
+    """The PDVs of one P-DATA-TF carry one message, on one context (PS3.8 Annex E.1)."""
+    previous: PresentationDataValue | None = None
+    for value in values:
+        if previous is not None:
+            if value.context_id != previous.context_id:
+                problem: str | None = "PDVs on two presentation contexts"
+            else:
+                problem = _pdv_follows(previous.is_command, previous.is_last, value.is_command)
+            _check(
+                problem is None,
+                f"{problem}: the PDVs of a P-DATA-TF carry one message (PS3.8 Annex E.1)",
+            )
+        previous = value
 
 
 _ENCODERS: dict[type, Callable[..., bytes]] = {

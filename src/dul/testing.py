@@ -355,11 +355,26 @@ def presentation_data_values() -> st.SearchStrategy[PresentationDataValue]:
     )
 
 
-def pdata() -> st.SearchStrategy[PData]:
-    """A P-DATA-TF (04H) to send: 1 to 4 PDVs. Decoded, it comes back as ``PDataReceived``."""
-    return st.builds(
-        PData, values=st.lists(presentation_data_values(), min_size=1, max_size=4).map(tuple)
+@st.composite
+def _one_message_pdvs(draw: st.DrawFn) -> tuple[PresentationDataValue, ...]:
+    """A fragment of a command, of a data set, or a command's last one and a data set's: the
+    PDVs of one P-DATA-TF carry one message (PS3.8 Annex E.1)."""
+    first = draw(presentation_data_values())
+    if not (first.is_command and first.is_last and draw(st.booleans())):
+        return (first,)
+    second = PresentationDataValue(
+        context_id=first.context_id,
+        is_command=False,
+        is_last=draw(st.booleans()),
+        data=draw(st.binary(min_size=1, max_size=256)),
     )
+    return (first, second)
+
+
+def pdata() -> st.SearchStrategy[PData]:
+    """A P-DATA-TF (04H) to send: one PDV, or a command's last and a data set fragment.
+    Decoded, it comes back as ``PDataReceived``, the same PDVs."""
+    return st.builds(PData, values=_one_message_pdvs())
 
 
 def release_requests() -> st.SearchStrategy[ReleaseRequest]:

@@ -16,8 +16,13 @@ from ._messages import Message, Request, decode_message
 
 __all__ = ["Assembler", "DatasetChunk", "MessageIncomplete", "MessageReceived"]
 
-#: Command sets are small (a few hundred bytes); this bounds what a peer can make us buffer.
+#: Command sets are small (a few hundred bytes); this bounds what a peer can make us buffer. Each
+#: fragment counts its data and its 6-byte PDV item header, so that a stream of empty fragments
+#: is refused too.
 MAX_COMMAND_LENGTH = 1 << 16
+#: Data set fragments smaller than this are copied when joined, not kept as views of their PDUs
+#: (a view costs ~200 bytes: a peer sending tiny fragments must not make us hold 30 times them).
+_COPIED_FRAGMENT = 1024
 
 
 @frozen(kw_only=True)
@@ -73,11 +78,11 @@ class Assembler:
     ) -> None:
         self.whole_datasets = whole_datasets
         self.max_dataset_length = max_dataset_length
-        self._command: list[bytes | memoryview] = []
+        self._command = bytearray()
         self._command_length = 0
         self._context_id: int | None = None
         self._pending: MessageReceived | None = None  # its data set is being received
-        self._dataset: list[bytes | memoryview] = []
+        self._dataset: list[bytes | memoryview | bytearray] = []
         self._dataset_length = 0
 
     @property
@@ -111,14 +116,20 @@ class Assembler:
                 f"{type(self._pending.message).__name__} was still expected"
             )
         self._context_id = value.context_id
-        self._command.append(value.data)
-        self._command_length += len(value.data)
+        self._command_length += len(value.data) + 6
         if self._command_length > MAX_COMMAND_LENGTH:
-            raise _error(f"command set longer than {MAX_COMMAND_LENGTH} bytes")
+            raise _error(
+                f"command set longer than {MAX_COMMAND_LENGTH} bytes (fragment headers included)"
+            )
         if not value.is_last:
+            self._command += value.data
             return
-        data = b"".join(self._command)
-        self._command.clear()
+        if self._command:
+            self._command += value.data
+            data: bytes | memoryview = bytes(self._command)
+            self._command.clear()
+        else:  # in one fragment, the usual case
+            data = value.data
         self._command_length = 0
         message, has_dataset = decode_message(data)
         event = MessageReceived(
@@ -137,18 +148,18 @@ class Assembler:
     ) -> None:
         pending = self._pending
         if pending is None:
-            if self._command:
+            if self._command_length:
                 raise _error("a data set fragment arrived before its command set was complete")
             raise _error("a data set arrived without a command announcing it")
         if self.whole_datasets:
-            self._dataset.append(value.data)
+            self._keep(value.data)
             self._dataset_length += len(value.data)
             if (
                 self.max_dataset_length is not None
                 and self._dataset_length > self.max_dataset_length
             ):
                 raise _error(f"data set longer than the limit of {self.max_dataset_length} bytes")
-        else:
+        elif value.data or value.is_last:  # an empty fragment that ends nothing says nothing
             out.append(
                 DatasetChunk(context_id=value.context_id, data=value.data, is_last=value.is_last)
             )
@@ -184,3 +195,14 @@ class Assembler:
         self._pending = None
         self._context_id = None
         return cut
+
+    def _keep(self, data: bytes | memoryview) -> None:
+        """Hold a fragment of a whole data set: a view if large, else copied onto the last."""
+        if len(data) >= _COPIED_FRAGMENT:
+            self._dataset.append(data)
+        elif data:
+            tail = self._dataset[-1] if self._dataset else None
+            if not isinstance(tail, bytearray):
+                tail = bytearray()
+                self._dataset.append(tail)
+            tail += data
