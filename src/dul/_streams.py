@@ -39,6 +39,7 @@ from ._events import (
 from ._pdu import encode
 from .dimse import (
     DatasetChunk,
+    MessageIncomplete,
     Message,
     MessageReceived,
     Request,
@@ -281,7 +282,7 @@ class ScriptedRequestor:
         #: The DIMSE session underneath; ``session.connection`` is the dul.Connection.
         self.session = Session(Connection(Role.REQUESTOR))
         #: Every event received: A-ASSOCIATE-AC/-RJ, DIMSE messages, release, abort, close.
-        self.events: list[Event | MessageReceived | DatasetChunk] = []
+        self.events: list[Event | MessageReceived | DatasetChunk | MessageIncomplete] = []
         #: The final response to each request sent, in order.
         self.responses: list[Response] = []
         #: The peer's protocol error that ended the association, if one did.
@@ -342,7 +343,9 @@ class ScriptedRequestor:
                 break
         return b"".join(out)
 
-    def _react(self, event: Event | MessageReceived | DatasetChunk) -> list[bytes | memoryview]:
+    def _react(
+        self, event: Event | MessageReceived | DatasetChunk | MessageIncomplete
+    ) -> list[bytes | memoryview]:
         if isinstance(event, AssociateAccept):
             accepted = self.session.connection.accepted_contexts
             self._queue.extend(m for m in self.plan.messages if m.context_id in accepted)
