@@ -39,8 +39,8 @@ from ._events import (
 from ._pdu import encode
 from .dimse import (
     DatasetChunk,
-    MessageIncomplete,
     Message,
+    MessageIncomplete,
     MessageReceived,
     Request,
     Response,
