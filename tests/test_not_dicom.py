@@ -2,8 +2,9 @@
 
 echoscu pointed at an HTTP port used to end with "PDU of type 48H declares 1414541105 bytes,
 above the maximum length of 262144". Here a real HTTP server (``http.server``, in a thread on
-127.0.0.1) answers dul's echoscu on the blocking-sockets driver. The other cases (an HTTP request,
-a TLS handshake, what arrives in pieces) are at the buffer's level, ``tests/test_buffer.py``.
+127.0.0.1) answers dul's echoscu (on its default driver, blocking sockets). The other cases (an
+HTTP request, a TLS handshake, what arrives in pieces) are at the buffer's level,
+``tests/test_buffer.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from examples.tools import blocking
+from examples.tools import main
 from examples.tools.cli import ExitCode
 
 from peers import HOST
@@ -50,7 +51,7 @@ def test_echoscu_to_an_http_port() -> None:
     stream = io.StringIO()
     with http_server() as port:
         argv = ["--max-pdu", "2570", "-ta", "10", HOST, str(port)]
-        code = blocking.echoscu_main(argv, stream=stream)
+        code = main.main("echoscu", argv, stream=stream)
     log = stream.getvalue()
     assert code == ExitCode.ASSOCIATION_FAILED, log
     assert "the peer does not seem to speak DICOM (48H is no PDU type)" in log
