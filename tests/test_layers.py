@@ -101,3 +101,42 @@ def test_no_import_circle() -> None:
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+def private_dul_names(source: str) -> list[str]:
+    """Every private ``dul`` name ``source`` imports: ``dul._x`` modules, ``_x`` names."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+            names: list[str] = []
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module]
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for module in modules:
+            parts = module.split(".")
+            if parts[0] != "dul":
+                continue
+            found += [module] if any(p.startswith("_") for p in parts) else []
+            found += [f"{module}.{n}" for n in names if n.startswith("_")]
+    return found
+
+
+def test_examples_import_no_private_dul_name() -> None:
+    """Issue 13: what examples/ needs of dul is public API (a driver author reads no private
+    module); the check itself can fail."""
+    offenders = {
+        str(path.relative_to(EXAMPLES.parent)): names
+        for path in sorted(EXAMPLES.rglob("*.py"))
+        if (names := private_dul_names(path.read_text()))
+    }
+    assert offenders == {}
+    assert private_dul_names("from dul._pdu import decode_pdu\nfrom dul import _mutate\n") == [
+        "dul._pdu",
+        "dul._mutate",
+    ]
+    assert private_dul_names("import dul.dimse._session\nfrom dul import dimse\n") == [
+        "dul.dimse._session"
+    ]
