@@ -8,11 +8,16 @@ of its size; only small PDUs that straddle chunks are joined.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
+from collections.abc import Container
 
 from ._codes import AbortReason, PDUType
 from ._errors import RemoteProtocolError
 from ._pdu import PDU_HEADER
+
+#: A P-DATA-TF header followed by its first PDV's header (PS3.8 Table 9-22, 9-23).
+_SINGLE_PDV = struct.Struct(">BxLLBB")
 
 __all__ = ["ReceiveBuffer"]
 
@@ -133,6 +138,49 @@ class ReceiveBuffer:
             if len(out) >= n:
                 break
         return bytes(out)
+
+    def next_single_pdv(
+        self, max_length: int, contexts: Container[int]
+    ) -> tuple[int, int, memoryview] | None:
+        """The hot path of Sta6: a whole P-DATA-TF of one PDV, on one of ``contexts``, at hand.
+
+        Returns (context ID, message control header, data) and consumes the PDU, or ``None``
+        (nothing consumed) for anything else, which :meth:`next_pdu` then frames and checks.
+        """
+        chunks = self._chunks
+        if self._header is not None or self._body is not None or not chunks:
+            return None
+        first = chunks[0]
+        start = self._offset
+        rest = len(first) - start
+        if rest < 12:
+            return None
+        pdu_type, length, item_length, context_id, control = _SINGLE_PDV.unpack_from(first, start)
+        if (
+            pdu_type != 0x04
+            or item_length + 4 != length
+            or item_length < 2
+            or length > max_length
+            or context_id not in contexts
+        ):
+            return None
+        if rest >= 6 + length:  # the whole PDU in the first chunk
+            end = start + 6 + length
+            data = memoryview(first)[start + 12 : end]
+        elif rest == 12 and len(chunks) > 1 and len(chunks[1]) >= length - 6:
+            # The headers alone, then the data: fed as send_data() returned the buffers.
+            chunks.popleft()
+            first, start, end = chunks[0], 0, length - 6
+            data = memoryview(first)[:end]
+        else:
+            return None
+        self._size -= 6 + length
+        if end == len(first):
+            chunks.popleft()
+            self._offset = 0
+        else:
+            self._offset = end
+        return context_id, control, data
 
     def next_pdu(
         self, max_length: int, max_associate_length: int

@@ -33,6 +33,7 @@ from ._events import (
     Event,
     PData,
     PDataReceived,
+    PresentationDataValue,
     ReleaseRequest,
     ReleaseResponse,
 )
@@ -209,6 +210,22 @@ class Connection:
                 return self._closed
             if self._framing_lost:
                 self._buffer.clear()
+            elif self._state is State.ESTABLISHED and (
+                single := self._buffer.next_single_pdv(self._limit, self._contexts)
+            ):
+                # DT-2 at its hottest: one PDV on an accepted context, without the general
+                # decoder (which frames and checks the same fields) nor the table.
+                context_id, control, data = single
+                return PDataReceived(
+                    values=(
+                        PresentationDataValue(
+                            context_id=context_id,
+                            is_command=bool(control & 1),
+                            is_last=bool(control & 2),
+                            data=data,
+                        ),
+                    )
+                )
             else:
                 try:
                     framed = self._buffer.next_pdu(self._limit, self.associate_length_limit)
