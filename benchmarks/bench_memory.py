@@ -13,7 +13,8 @@ reports it (``ru_maxrss``): that process's own high-water mark, interpreter and 
   and imports no pydicom), DCMTK's, pynetdicom's (it reads the file with pydicom). The receiver
   is DCMTK's ``storescp --ignore``.
 * The same tools started and stopped with no association (storescp stopped by SIGTERM,
-  storescu asked for ``--help``): what the interpreter and imports cost before any data.
+  storescu asked for ``--help``, pynetdicom's in full runs only): what the interpreter and
+  imports cost before any data.
 
 Values are MB (10**6 bytes) of peak RSS, median (min-max) of 5 runs: lower is better, and a
 ``dul/peer`` ratio below 1 means dul uses less. Only one transfer per process, so the page cache
@@ -174,8 +175,8 @@ def _row(what: str, dul: Stats, peers: Sequence[tuple[str, Stats]]) -> list[Row]
 
 def run(mode: str) -> list[Row]:
     """Peak RSS rows: storescp receiving, storescu sending, and idle start-up."""
+    from examples.apps.storage import read_dicom_file
     from examples.tools.sample_files import write_sample
-    from examples.tools.storage import read_dicom_file
 
     if not os.access(GNU_TIME, os.X_OK):
         print(f"bench_memory: {GNU_TIME} (GNU time) is missing: no memory rows", file=sys.stderr)
@@ -192,7 +193,7 @@ def run(mode: str) -> list[Row]:
         out = work / "out"
         report = work / "rss.txt"
 
-        dul_scu = [*python, "examples.sockets.storescu", "-q"]
+        dul_scu = [*python, "examples.storescu", "-q"]
         pyn_scu = [*python, "pynetdicom", "storescu", "-q"]
         if dcmtk is not None:
             sender = [str(dcmtk / "storescu"), HOST]
@@ -208,7 +209,7 @@ def run(mode: str) -> list[Row]:
             if result.returncode != 0:
                 raise RuntimeError(f"{sender_name} failed: {result.stderr[-300:]!r}")
 
-        dul_scp = [*python, "examples.sockets.storescp", "-q", "-od", str(out)]
+        dul_scp = [*python, "examples.storescp", "-q", "-od", str(out)]
         pyn_scp = [*python, "pynetdicom", "storescp", "-q", "-ba", HOST, "-od", str(out)]
         scps: list[tuple[str, list[str]]] = [("pynetdicom storescp", pyn_scp)]
         if dcmtk is not None:
@@ -234,7 +235,7 @@ def run(mode: str) -> list[Row]:
         receiver = (
             [str(dcmtk / "storescp"), "--ignore"]
             if dcmtk is not None
-            else [*python, "examples.sockets.storescp", "-q", "--ignore"]
+            else [*python, "examples.storescp", "-q", "--ignore"]
         )
         with _receiver(receiver) as port:
             target = [HOST, str(port), str(path)]
@@ -270,7 +271,8 @@ def run(mode: str) -> list[Row]:
             measured[0],
             [(name, value) for (name, _), value in zip(idle_scps, measured[1:], strict=True)],
         )
-        idle_scus = [("pynetdicom storescu", [*pyn_scu, "--help"])]
+        # pynetdicom's (it imports pydicom: about 60 MB) in full runs only: --quick stays short.
+        idle_scus = [("pynetdicom storescu", [*pyn_scu, "--help"])] if mode == "full" else []
         if dcmtk is not None:
             idle_scus.append(("DCMTK storescu", [str(dcmtk / "storescu"), "--help"]))
         measured = _measure(

@@ -496,7 +496,7 @@ def loopback(total: int) -> Callable[[], Timed]:
 
 
 def _store_policy() -> dimse.AcceptorPolicy:
-    from examples.tools.storage import storage_policy
+    from examples.apps.storage import storage_policy
 
     return storage_policy(ae_title=None, maximum_length=MAX_PDU)
 
@@ -593,7 +593,7 @@ def _servers(kinds: Sequence[str], dcmtk: Path | None) -> Iterator[dict[str, tup
     """Start the servers ``kinds`` names, each on a free port; yield their (port, PID)."""
     python = [sys.executable, "-m"]
     commands = {
-        "sockets": [*python, "examples.sockets.echoscp", "--max-associations", "64"],
+        "sockets": [*python, "examples.echoscp", "--max-associations", "64"],
         "trio": [*python, "benchmarks.bench_network", "--serve", "trio"],
         "asyncio": [*python, "benchmarks.bench_network", "--serve", "asyncio"],
         "pynetdicom": [*python, "benchmarks.bench_network", "--serve", "pynetdicom"],
@@ -608,7 +608,7 @@ def _servers(kinds: Sequence[str], dcmtk: Path | None) -> Iterator[dict[str, tup
                 cmd = [str(dcmtk / "storescp"), "--ignore"]
             elif kind.startswith("sockets-store-"):
                 pdu = kind.rsplit("-", 1)[1]
-                cmd = [*python, "examples.sockets.storescp", "--ignore", "-pdu", pdu]
+                cmd = [*python, "examples.storescp", "--ignore", "-pdu", pdu]
             else:
                 cmd = commands[kind]
             found[kind] = port, stack.enter_context(_server(cmd, port)).pid

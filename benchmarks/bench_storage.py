@@ -287,14 +287,14 @@ def _subprocess_case(cmd: list[str], work: float, pids: Sequence[int]) -> Callab
 
 def _in_process_case(argv: list[str], work: float, pids: Sequence[int]) -> Callable[[], Timed]:
     """dul's storescu (sockets driver) run in this process: no interpreter start-up."""
-    from examples.tools.blocking import storescu_main
+    from examples.tools.main import main
 
     watch = Stopwatch(pids)
 
     def case() -> Timed:
         log = io.StringIO()
         started = watch.start()
-        status = storescu_main(argv, stream=log)
+        status = main("storescu", argv, stream=log)
         timed = watch.stop(started, work)
         if status != 0:
             raise RuntimeError(f"dul storescu failed: {log.getvalue()[-500:]}")
@@ -318,8 +318,8 @@ def _loopback_case(total: int) -> Callable[[], Timed]:
 
 def _write_files(directory: Path, count: int, size: int) -> int:
     """``count`` CT images of about ``size`` bytes of data set; their total data set bytes."""
+    from examples.apps.storage import read_dicom_file
     from examples.tools.sample_files import write_sample
-    from examples.tools.storage import read_dicom_file
 
     directory.mkdir(parents=True)
     total = 0
@@ -359,7 +359,7 @@ def bench_config(config: Config, inputs: Path, total: int, work: Path, dcmtk: Pa
     def scp(name: str) -> list[str]:
         write = config.action == "write"
         if name == "dul":
-            cmd = [*python, "examples.sockets.storescp", "-pdu", pdu]
+            cmd = [*python, "examples.storescp", "-pdu", pdu]
             return [*cmd, "-od", str(outs["dul"])] if write else [*cmd, "--ignore"]
         if name == "dcmtk":
             cmd = [str(dcmtk / "storescp"), "-pdu", pdu]
@@ -383,7 +383,7 @@ def bench_config(config: Config, inputs: Path, total: int, work: Path, dcmtk: Pa
         dul_args = ["-pdu", pdu, HOST, str(ports["dul"]), str(inputs)]
         mb = total / MB
         cases = [
-            _subprocess_case([*python, "examples.sockets.storescu", *dul_args], mb, [pids["dul"]]),
+            _subprocess_case([*python, "examples.storescu", *dul_args], mb, [pids["dul"]]),
             _in_process_case(dul_args, mb, [pids["dul"]]),
             _in_process_case(
                 ["-pdu", pdu, HOST, str(ports["dcmtk"]), str(inputs)], mb, [pids["dcmtk"]]
@@ -486,11 +486,11 @@ def bench_startup(dcmtk: Path) -> Row:
     """What a tool's run costs before any file: process start-up, imports, one association."""
     python = [sys.executable, "-m"]
     port = _free_port()
-    with _server([*python, "examples.sockets.echoscp"], port) as server:
+    with _server([*python, "examples.echoscp"], port) as server:
         args = [HOST, str(port)]
         ours, theirs = interleaved(
             [
-                _subprocess_case([*python, "examples.sockets.echoscu", *args], 1, [server.pid]),
+                _subprocess_case([*python, "examples.echoscu", *args], 1, [server.pid]),
                 _subprocess_case([str(dcmtk / "echoscu"), *args], 1, [server.pid]),
             ]
         )

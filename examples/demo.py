@@ -19,11 +19,12 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from examples.make_test_file import write
-from examples.tools import blocking, qr
+from examples.tools import main as tools
 
-__all__ = ["main"]
+__all__ = ["demo_find", "main"]
 
 HOST = "127.0.0.1"
 
@@ -68,20 +69,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ended = _Ended()
     argv = ["-v", "-aet", "STORESCP", "-od", str(received), "0"]
-    with blocking.server_in_thread("storescp", argv, sys.stdout, handler=ended) as server:
+    with tools.server_in_thread("storescp", argv, sys.stdout, handler=ended) as server:
         port = str(server.port)
         _step(f"dul storescp is listening on {HOST}:{port}; echoscu sends C-ECHO")
-        echo = blocking.echoscu_main(["-v", "-aec", "STORESCP", HOST, port], stream=sys.stdout)
+        echo = tools.main("echoscu", ["-v", "-aec", "STORESCP", HOST, port], stream=sys.stdout)
         ended.wait(1)
         _step(f"storescu sends {source}")
-        store = blocking.storescu_main(
-            ["-v", "-aec", "STORESCP", HOST, port, str(source)], stream=sys.stdout
+        store = tools.main(
+            "storescu", ["-v", "-aec", "STORESCP", HOST, port, str(source)], stream=sys.stdout
         )
         ended.wait(2)
 
     stored = sorted(received.iterdir())
     _step(f"qrscp serves {received}; findscu asks it for studies (C-FIND, Study Root)")
-    found = qr.demo_find(received, stream=sys.stdout)
+    found = demo_find(received, stream=sys.stdout)
     films = _print_film(stored[0] if stored else source, output / "films")
 
     _step("result")
@@ -91,6 +92,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     for film in films:
         print(f"the virtual printer wrote the film {film}")
     return 0 if echo == store == found == 0 and films else 1
+
+
+def demo_find(
+    archive: Path,
+    keys: Sequence[str] = (
+        "QueryRetrieveLevel=STUDY",
+        "PatientName",
+        "PatientID",
+        "StudyDate",
+        "StudyInstanceUID",
+        "NumberOfStudyRelatedInstances",
+    ),
+    *,
+    stream: TextIO | None = None,
+) -> int:
+    """Serve ``archive`` with dul's qrscp (blocking sockets) on a free loopback port and query
+    it with dul's findscu (-v, Study Root): the trace and the matches go to ``stream``
+    (stdout). Returns findscu's exit status."""
+    out = stream if stream is not None else sys.stdout
+    with tools.server_in_thread("qrscp", ["-v", "-aet", "QRSCP", "0", str(archive)], out) as server:
+        argv = ["-v", "-S", "-aec", "QRSCP"]
+        for key in keys:
+            argv += ["-k", key]
+        argv += ["127.0.0.1", str(server.port)]
+        return tools.main("findscu", argv, stream=out, out=out)
 
 
 def _print_film(image: Path, films: Path) -> list[Path]:

@@ -139,3 +139,43 @@ def split_pdus(data: bytes) -> list[tuple[int, bytes]]:
         pdus.append((pdu_type, data[offset + 6 : end]))
         offset = end
     return pdus
+
+
+@frozen
+class DulTools:
+    """dul's echoscu, storescu, echoscp and storescp on one driver, run in this process.
+
+    ``tools.storescu_main(argv, stream=...)`` is ``python -m examples.storescu --driver D argv``;
+    ``tools.server_in_thread("storescp", argv, stream)`` runs a server in a thread.
+    """
+
+    driver: str
+
+    def _main(self, tool: str, argv: list[str] | None, stream: object) -> int:
+        from examples.tools import main
+
+        return main.main(tool, ["--driver", self.driver, *(argv or [])], stream=stream)  # type: ignore[arg-type]
+
+    def echoscu_main(self, argv: list[str] | None = None, *, stream: object = None) -> int:
+        return self._main("echoscu", argv, stream)
+
+    def storescu_main(self, argv: list[str] | None = None, *, stream: object = None) -> int:
+        return self._main("storescu", argv, stream)
+
+    def echoscp_main(self, argv: list[str] | None = None, *, stream: object = None) -> int:
+        return self._main("echoscp", argv, stream)
+
+    def storescp_main(self, argv: list[str] | None = None, *, stream: object = None) -> int:
+        return self._main("storescp", argv, stream)
+
+    def server_in_thread(
+        self, tool: str, argv: list[str], stream: object = None, *, handler: object = None
+    ) -> object:
+        from examples.tools import main
+
+        return main.server_in_thread(
+            tool,
+            ["--driver", self.driver, *argv],
+            stream,  # type: ignore[arg-type]
+            handler=handler,  # type: ignore[arg-type]
+        )

@@ -362,13 +362,14 @@ def test_storescp_peak_rss_after_receiving(tmp_path: Path) -> None:
     sent: list[int] = []
 
     def send(port: int) -> None:
-        from examples.tools.blocking import storescu_main
+        from examples.tools.main import main
 
-        assert storescu_main(["-q", "127.0.0.1", str(port), str(path)], stream=io.StringIO()) == 0
+        argv = ["-q", "127.0.0.1", str(port), str(path)]
+        assert main("storescu", argv, stream=io.StringIO()) == 0
         sent.append(port)
 
     rss = bench_memory.scp_peak_rss(
-        [sys.executable, "-m", "examples.sockets.storescp", "-q", "-od", str(tmp_path / "out")],
+        [sys.executable, "-m", "examples.storescp", "-q", "-od", str(tmp_path / "out")],
         send,
         tmp_path / "out",
         tmp_path / "rss",

@@ -122,7 +122,7 @@ class Orthancs:
 @pytest.fixture(scope="module")
 def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Q/R archive (``qr.write_sample_archive``), plus the study whose C-GET fails."""
-    from examples.tools import qr
+    from examples.apps import qr
 
     directory = tmp_path_factory.mktemp("orthanc-archive")
     qr.write_sample_archive(directory)

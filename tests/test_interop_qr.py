@@ -32,7 +32,7 @@ from typing import Any
 
 import pydicom
 import pytest
-from examples.tools import qr
+from examples.apps import qr, storage
 from examples.tools.cli import ExitCode
 
 import interop_report
@@ -683,7 +683,7 @@ def test_cancel_pynetdicom_to_dul(driver: str, pynetdicom: ModuleType, archive_d
 @cell("DCMTK movescu", "dul qrscp → DCMTK storescp", "C-MOVE, each file in its own syntax")
 @pytest.mark.parametrize(
     "syntax",
-    [qr.IMPLICIT_VR_LITTLE_ENDIAN, qr.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN],
+    [pydicom.uid.ImplicitVRLittleEndian, pydicom.uid.DeflatedExplicitVRLittleEndian],
     ids=["implicit", "deflate"],
 )
 @each_driver
@@ -710,4 +710,4 @@ def test_move_keeps_the_stored_syntax(
     assert result.returncode == 0, result.stdout + result.stderr
     stored = tmp_path / "dest" / "received"
     assert received(stored) == sources(archive)
-    assert {qr.storage.read_dicom_file(p).transfer_syntax for p in stored.iterdir()} == {syntax}
+    assert {storage.read_dicom_file(p).transfer_syntax for p in stored.iterdir()} == {syntax}

@@ -29,12 +29,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from examples.tools import main as tools
 from examples.tools.cli import ExitCode
 from examples.tools.sample_files import TRANSFER_SYNTAX_NAMES, dataset_bytes, write_sample
 
 import interop_report
 from peers import HOST, Dcmtk, find_dcmtk, free_port, wait_listening
-from test_tools import DRIVERS, TOOLS, make_certificate, wait_for
+from test_tools import DRIVERS, make_certificate, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -142,14 +143,14 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def instance_uid(path: Path) -> str:
-    from examples.tools.storage import read_dicom_file
+    from examples.apps.storage import read_dicom_file
 
     return read_dicom_file(path).sop_instance_uid
 
 
 def stored_meta(path: Path) -> tuple[str, str, str]:
     """(SOP class, SOP instance, transfer syntax) of a stored file's meta group."""
-    from examples.tools.storage import read_dicom_file
+    from examples.apps.storage import read_dicom_file
 
     dicom = read_dicom_file(path)
     return dicom.sop_class_uid, dicom.sop_instance_uid, dicom.transfer_syntax
@@ -158,15 +159,14 @@ def stored_meta(path: Path) -> tuple[str, str, str]:
 def run_dul(driver: str, tool: str, *argv: str) -> tuple[int, str]:
     """dul's echoscu or storescu on ``driver``, in this process: (exit status, its log)."""
     stream = io.StringIO()
-    main = getattr(TOOLS[driver], f"{tool}_main")
-    return main(list(argv), stream=stream), stream.getvalue()
+    return tools.main(tool, ["--driver", driver, *argv], stream=stream), stream.getvalue()
 
 
 @contextlib.contextmanager
 def dul_scp(driver: str, kind: str, *argv: str) -> Iterator[tuple[int, io.StringIO]]:
     """dul's echoscp or storescp on ``driver``, in a thread, with -v: (port, its log)."""
     stream = io.StringIO()
-    with TOOLS[driver].server_in_thread(kind, ["-v", *argv, "0"], stream) as server:
+    with tools.server_in_thread(kind, ["--driver", driver, "-v", *argv, "0"], stream) as server:
         yield server.port, stream
 
 

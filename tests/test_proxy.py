@@ -1,4 +1,4 @@
-"""The logging proxy (examples/trio/proxy.py): byte-exact forwarding and a readable trace.
+"""The logging proxy (examples/proxy.py): byte-exact forwarding and a readable trace.
 
 * Real captures (examples/captures) replayed through the proxy in-process: each side receives
   exactly the bytes the other sent, phase by phase.
@@ -24,7 +24,7 @@ import pydicom
 import pytest
 import trio
 from examples.make_test_file import make_dataset
-from examples.trio.proxy import Proxy, message_name
+from examples.proxy import Proxy, message_name
 
 import dul
 from peers import HOST, Dcmtk, free_port
@@ -197,8 +197,8 @@ def test_message_names_follow_ps37() -> None:
 def test_traces_show_foreign_elements() -> None:
     """Issue 16 item 1: elements outside group 0000 a peer put in its command set (Orthanc's
     C-GET-RSP) are shown by the proxy's and the tools' traces, each on its own line."""
+    from examples.proxy import describe_message as proxy_describe
     from examples.tools.cli import describe_message as tool_describe
-    from examples.trio.proxy import describe_message as proxy_describe
 
     from dul import dimse
     from test_dimse_messages import orthanc_get_response
@@ -220,7 +220,7 @@ def proxy_process(upstream_port: int, trace: Path) -> Iterator[int]:
     """Run the proxy on a free port in front of ``upstream_port``; yield its port; stop it."""
     with trace.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "examples.trio.proxy", "0", HOST, str(upstream_port)],
+            [sys.executable, "-m", "examples.proxy", "0", HOST, str(upstream_port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

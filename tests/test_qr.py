@@ -24,21 +24,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 
 import pydicom
 import pytest
-from examples.tools import qr, qr_asyncio, qr_blocking, qr_trio
-from examples.tools.cli import ExitCode
+from examples.apps import qr, storage
+from examples.apps.qr import common as qr_common
+from examples.apps.qr import model as qr_model
+from examples.tools import main
+from examples.tools.cli import ExitCode, ToolError
 from examples.tools.sample_files import dataset_bytes
 from hypothesis import given
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
+from dul import dimse
 from peers import HOST, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-DRIVERS: dict[str, ModuleType] = {"sockets": qr_blocking, "trio": qr_trio, "asyncio": qr_asyncio}
+DRIVERS = ("sockets", "trio", "asyncio")
 ROOT_UID = "2.25.179536565782057534153425101251671424019"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -62,7 +65,7 @@ def archive(archive_dir: Path) -> qr.Archive:
 def sources(directory: Path) -> dict[str, bytes]:
     """The data set bytes of each file of an archive, by SOP instance UID."""
     return {
-        qr.storage.read_dicom_file(p).sop_instance_uid: dataset_bytes(p)
+        storage.read_dicom_file(p).sop_instance_uid: dataset_bytes(p)
         for p in directory.rglob("*.dcm")
     }
 
@@ -70,7 +73,7 @@ def sources(directory: Path) -> dict[str, bytes]:
 def received(directory: Path) -> dict[str, bytes]:
     """The data set bytes of each file a tool wrote, by SOP instance UID."""
     return {
-        qr.storage.read_dicom_file(p).sop_instance_uid: dataset_bytes(p)
+        storage.read_dicom_file(p).sop_instance_uid: dataset_bytes(p)
         for p in directory.iterdir()
         if p.is_file()
     }
@@ -90,17 +93,15 @@ def values(datasets: list[Dataset], keyword: str) -> list[str]:
 def qrscp(driver: str, directory: Path, *argv: str) -> Iterator[tuple[int, io.StringIO]]:
     """dul's qrscp on ``driver`` in a thread, with -v: (port, its log)."""
     stream = io.StringIO()
-    args = ["-v", "-aet", "QRSCP", *argv, "0", str(directory)]
-    with DRIVERS[driver].qrscp_in_thread(args, stream) as server:
+    args = ["--driver", driver, "-v", "-aet", "QRSCP", *argv, "0", str(directory)]
+    with main.server_in_thread("qrscp", args, stream) as server:
         yield server.port, stream
 
 
 def run(driver: str, tool: str, *argv: str) -> tuple[int, str, str]:
     """A tool on ``driver`` in this process: (exit status, what it logged, what it printed)."""
     stream, out = io.StringIO(), io.StringIO()
-    main = getattr(DRIVERS[driver], f"{tool}_main")
-    kwargs = {"out": out} if tool == "findscu" else {}
-    code = main(list(argv), stream=stream, **kwargs)
+    code = main.main(tool, ["--driver", driver, *argv], stream=stream, out=out)
     return code, stream.getvalue(), out.getvalue()
 
 
@@ -306,17 +307,17 @@ def test_retrieve_selects_on_unique_keys_only(archive: qr.Archive) -> None:
     nothing = identifier("QueryRetrieveLevel=STUDY", "StudyInstanceUID=1.2.3.4")
     assert archive.retrieve(nothing, qr.Model.STUDY_ROOT) == []
     final, _ = qr.SubOperations(0).final(
-        qr.dimse.CMoveResponse, qr.dimse.CMoveRequest(
+        dimse.CMoveResponse, dimse.CMoveRequest(
             message_id=1, affected_sop_class_uid="1.2.3", move_destination="X"
         ),
     )  # fmt: skip
-    assert qr.counters_text(final).endswith("no instance matched: nothing was retrieved")
+    assert qr_common.counters_text(final).endswith("no instance matched: nothing was retrieved")
 
 
 # -- identifiers ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("syntax", list(qr._ENCODINGS))
+@pytest.mark.parametrize("syntax", list(qr_model._ENCODINGS))
 def test_identifier_round_trip(syntax: str) -> None:
     """An identifier with wildcards and ranges survives each uncompressed syntax and deflate."""
     query = identifier(
@@ -342,7 +343,7 @@ def test_keys() -> None:
     assert qr.parse_key("(0020,000d)") == (0x0020000D, "UI", None)
     assert qr.parse_key("StudyDate=") == (0x00080020, "DA", "")
     for bad in ("NoSuchKeyword=1", "9999,9999=1", "ReferencedStudySequence=1"):
-        with pytest.raises(qr.ToolError):
+        with pytest.raises(ToolError):
             qr.parse_key(bad)
 
 
@@ -369,10 +370,10 @@ def test_query_file_and_keys(tmp_path: Path) -> None:
 
 def test_suboperation_statuses() -> None:
     """PS3.4 C.4.2.1.3: Success, Warning B000 (failures), A702 (none done), Cancel FE00."""
-    request = qr.dimse.CGetRequest(message_id=7, affected_sop_class_uid=qr.PATIENT_ROOT_GET)
+    request = dimse.CGetRequest(message_id=7, affected_sop_class_uid=qr.PATIENT_ROOT_GET)
     ops = qr.SubOperations(3)
     ops.record(0x0000, "1.1")
-    pending = ops.pending(qr.dimse.CGetResponse, request)
+    pending = ops.pending(dimse.CGetResponse, request)
     assert (pending.status, pending.remaining_suboperations, pending.completed_suboperations) == (
         0xFF00,
         2,
@@ -380,16 +381,16 @@ def test_suboperation_statuses() -> None:
     )
     ops.record(0xB007, "1.2")
     ops.record(0xA700, "1.3")
-    final, failed = ops.final(qr.dimse.CGetResponse, request)
+    final, failed = ops.final(dimse.CGetResponse, request)
     assert (final.status, final.remaining_suboperations) == (0xB000, None)
     assert (final.completed_suboperations, final.warning_suboperations) == (1, 1)
     assert failed is not None and qr.element_values(failed, 0x00080058) == ("1.3",)
     nothing = qr.SubOperations(1)
     nothing.record(None, "2.1")
-    assert nothing.final(qr.dimse.CGetResponse, request)[0].status == 0xA702
+    assert nothing.final(dimse.CGetResponse, request)[0].status == 0xA702
     cancelled = qr.SubOperations(4)
     cancelled.record(0x0000, "3.1")
-    response, failed = cancelled.final(qr.dimse.CGetResponse, request, cancelled=True)
+    response, failed = cancelled.final(dimse.CGetResponse, request, cancelled=True)
     assert (response.status, response.remaining_suboperations, failed) == (0xFE00, 3, None)
 
 
@@ -584,7 +585,7 @@ def test_get_transcodes(tmp_path: Path) -> None:
         )  # fmt: skip
     assert code == ExitCode.OK, out
     (stored,) = out_dir.iterdir()
-    assert qr.storage.read_dicom_file(stored).transfer_syntax == qr.EXPLICIT_VR_LITTLE_ENDIAN
+    assert storage.read_dicom_file(stored).transfer_syntax == qr.EXPLICIT_VR_LITTLE_ENDIAN
     (source,) = directory.iterdir()
     assert qr.transcode(
         dataset_bytes(source), qr.IMPLICIT_VR_LITTLE_ENDIAN, qr.EXPLICIT_VR_LITTLE_ENDIAN
@@ -630,7 +631,9 @@ def test_port_in_use(driver: str, archive_dir: Path) -> None:
 def test_demo_find(archive_dir: Path) -> None:
     """The function the README's demo calls: a qrscp and a findscu, traced, in this process."""
     stream = io.StringIO()
-    assert qr.demo_find(archive_dir, stream=stream) == ExitCode.OK
+    from examples import demo
+
+    assert demo.demo_find(archive_dir, stream=stream) == ExitCode.OK
     text = stream.getvalue()
     assert "SCU ==> C-FIND-RQ" in text and "SCP#1 ==> C-FIND-RSP" in text
     assert text.count("# Find response") == 4
@@ -643,7 +646,7 @@ def test_demo_find(archive_dir: Path) -> None:
 def _child(driver: str, tool: str, *argv: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     return subprocess.Popen(
-        [sys.executable, "-W", "error", "-m", f"examples.{driver}.{tool}", *argv],
+        [sys.executable, "-W", "error", "-m", f"examples.{tool}", "--driver", driver, *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -704,7 +707,7 @@ def test_ctrl_c_twice_aborts(driver: str, archive_dir: Path) -> None:
 
 @pytest.mark.parametrize("driver", list(DRIVERS))
 def test_qrscp_main(driver: str, archive_dir: Path) -> None:
-    """python -m examples.<driver>.qrscp serves until SIGTERM, then exits 0."""
+    """python -m examples.qrscp --driver D serves until SIGTERM, then exits 0."""
     child = _child(driver, "qrscp", "-v", "-aet", "QRSCP", "0", str(archive_dir))
     assert child.stdout is not None
     line = child.stdout.readline()
@@ -722,3 +725,25 @@ def test_qrscp_main(driver: str, archive_dir: Path) -> None:
     assert printed.count("# Find response") == 2
     assert child.returncode == 0, err
     assert "serving 16 instance(s)" in err
+
+
+@pytest.mark.parametrize("driver", list(DRIVERS))
+def test_tls_find_and_get(driver: str, archive_dir: Path, tmp_path: Path) -> None:
+    """The Q/R tools take the same TLS options as the others, on every driver."""
+    from test_tools import make_certificate
+
+    cert, key = map(str, make_certificate(tmp_path))
+    tls = ["--tls-cert", cert, "--tls-key", key, "--tls-ca", cert]
+    out = tmp_path / "got"
+    out.mkdir()
+    with qrscp(driver, archive_dir, *tls) as (port, _):
+        level = ["-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=QR-PID1"]
+        code, log, printed = run(driver, "findscu", *tls, *level, "-aec", "QRSCP", HOST, str(port))
+        assert code == ExitCode.OK, log
+        assert "QR-PID1" in printed
+        code, log, _ = run(driver, "getscu", *tls, *level, "-od", str(out), HOST, str(port))
+        assert code == ExitCode.OK, log
+        assert len(received(out)) == 8
+        code, log, _ = run(driver, "findscu", "--tls", *level, HOST, str(port))
+        assert code == ExitCode.ASSOCIATION_FAILED
+        assert "CERTIFICATE_VERIFY_FAILED" in log

@@ -23,29 +23,25 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 
 import pydicom
 import pytest
+from examples.apps import storage
+from examples.runtime import Association, Steps, acceptor
 from examples.sockets import driver as sockets_driver
-from examples.tools import asyncio_tools, blocking, storage, trio_tools
 from examples.tools.cli import ExitCode, ToolError
 from examples.tools.sample_files import TRANSFER_SYNTAX_NAMES, dataset_bytes, write_sample
 from pydicom.uid import UID
 
 import dul
 from dul import dimse
-from peers import HOST, Dcmtk, free_port, wait_listening
+from peers import HOST, Dcmtk, DulTools, free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
-#: The tools of each driver: the same functions, ``*_main`` and ``server_in_thread``.
-TOOLS: dict[str, ModuleType] = {
-    "sockets": blocking,
-    "trio": trio_tools,
-    "asyncio": asyncio_tools,
-}
+#: The tools on each driver: ``python -m examples.<tool> --driver <driver>``, in this process.
+TOOLS = {driver: DulTools(driver) for driver in ("sockets", "trio", "asyncio")}
 DRIVERS = list(TOOLS)
 MAINS = ["echoscu_main", "storescu_main", "echoscp_main", "storescp_main"]
 
@@ -54,13 +50,13 @@ MAINS = ["echoscu_main", "storescu_main", "echoscp_main", "storescp_main"]
 
 
 @pytest.fixture(params=DRIVERS)
-def tools(request: pytest.FixtureRequest) -> ModuleType:
+def tools(request: pytest.FixtureRequest) -> DulTools:
     """The tools of one driver (the test runs once per driver)."""
     return TOOLS[request.param]
 
 
 @contextmanager
-def dul_server(tools: ModuleType, kind: str, *argv: str) -> Iterator[tuple[int, io.StringIO]]:
+def dul_server(tools: DulTools, kind: str, *argv: str) -> Iterator[tuple[int, io.StringIO]]:
     """Run our echoscp or storescp with ``argv`` in a thread on a free port: (port, its log)."""
     stream = io.StringIO()
     with tools.server_in_thread(kind, ["-v", *argv, "0"], stream) as server:
@@ -126,7 +122,7 @@ HELP_OPTIONS = {
 
 @pytest.mark.parametrize("main", MAINS)
 def test_help_says_what_each_option_does(
-    tools: ModuleType, main: str, capsys: pytest.CaptureFixture[str]
+    tools: DulTools, main: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert getattr(tools, main)(["--help"]) == 0
     text = capsys.readouterr().out
@@ -135,9 +131,9 @@ def test_help_says_what_each_option_does(
         assert line is not None, f"{option} missing from --help"
     assert "exit status:" in text
     assert "70  the association was aborted" in text
-    # The usage names the module that runs this tool on this driver.
-    driver = next(name for name, module in TOOLS.items() if module is tools)
-    assert f"python -m examples.{driver}.{main.removesuffix('_main')}" in text.splitlines()[0]
+    # The usage names the module that runs this tool (on every driver), and --driver.
+    assert f"python -m examples.{main.removesuffix('_main')}" in text.splitlines()[0]
+    assert "--driver {sockets,trio,asyncio}" in text
 
 
 @pytest.mark.parametrize(
@@ -151,7 +147,7 @@ def test_help_says_what_each_option_does(
     ],
 )
 def test_usage_errors_exit_1(
-    tools: ModuleType, argv: list[str], capsys: pytest.CaptureFixture[str]
+    tools: DulTools, argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """As DCMTK's tools: a command-line syntax error is exit status 1, with the usage."""
     assert tools.echoscu_main(argv) == ExitCode.USAGE
@@ -161,7 +157,7 @@ def test_usage_errors_exit_1(
 # -- echo -------------------------------------------------------------------------------------
 
 
-def test_echo_with_trace(tools: ModuleType) -> None:
+def test_echo_with_trace(tools: DulTools) -> None:
     with dul_server(tools, "echoscp") as (port, server_log):
         code, log = run_tool(tools.echoscu_main, "-v", "--repeat", "3", HOST, str(port))
         assert code == ExitCode.OK
@@ -179,7 +175,7 @@ def test_echo_with_trace(tools: ModuleType) -> None:
     assert "calling AE title: 'ECHOSCU'" in text
 
 
-def test_simultaneous_associations_are_traced_apart(tools: ModuleType) -> None:
+def test_simultaneous_associations_are_traced_apart(tools: DulTools) -> None:
     """Two echoscu at once: the server's trace numbers each association's lines as its own.
 
     Under trio and asyncio every association runs in the server's one thread: a label kept per
@@ -207,13 +203,13 @@ def test_simultaneous_associations_are_traced_apart(tools: ModuleType) -> None:
         assert text.count(f"SCP#{number} ==> A-RELEASE-RP") == 1
 
 
-def test_echo_connection_refused(tools: ModuleType) -> None:
+def test_echo_connection_refused(tools: DulTools) -> None:
     code, log = run_tool(tools.echoscu_main, HOST, str(free_port()))
     assert code == ExitCode.ASSOCIATION_FAILED
     assert "cannot connect" in log
 
 
-def test_echo_rejected_for_wrong_called_ae_title(tools: ModuleType) -> None:
+def test_echo_rejected_for_wrong_called_ae_title(tools: DulTools) -> None:
     with dul_server(tools, "echoscp", "-aet", "ECHOSCP", "--require-called-aet") as (
         port,
         server_log,
@@ -227,7 +223,7 @@ def test_echo_rejected_for_wrong_called_ae_title(tools: ModuleType) -> None:
     assert "ended: rejected" in server_log.getvalue()
 
 
-def test_echo_abort_instead_of_release(tools: ModuleType) -> None:
+def test_echo_abort_instead_of_release(tools: DulTools) -> None:
     with dul_server(tools, "echoscp") as (port, server_log):
         code, log = run_tool(tools.echoscu_main, "-v", "--abort", HOST, str(port))
         assert code == ExitCode.OK
@@ -235,7 +231,7 @@ def test_echo_abort_instead_of_release(tools: ModuleType) -> None:
         wait_for(lambda: "ended: aborted by peer" in server_log.getvalue())
 
 
-def test_timeouts(tools: ModuleType) -> None:
+def test_timeouts(tools: DulTools) -> None:
     """-ta bounds the wait for the association's answer (61), -td the wait for a response (70)."""
     with socket.create_server((HOST, 0)) as silent:  # connects (the backlog), never answers
         started = time.monotonic()
@@ -243,18 +239,16 @@ def test_timeouts(tools: ModuleType) -> None:
         assert time.monotonic() - started < 10
     assert code == ExitCode.ASSOCIATION_FAILED
     assert "timed out waiting for the association answer" in log
-    answer = threading.Event()
 
-    def mute(assoc: object, event: object, dataset: object) -> None:
-        answer.wait(10)  # never responds: the requestor gives up first
+    def mute(assoc: Association, event: object, dataset: object) -> Steps[None]:
+        yield from assoc.next_event(10)  # never responds: the requestor gives up first
 
     policy = dimse.AcceptorPolicy(contexts={dimse.VERIFICATION_SOP_CLASS: ()})
-    server = sockets_driver.Server(HOST, 0, policy=policy, handlers={dimse.CEchoRequest: mute})
-    with server:
+    service = acceptor(policy.evaluate, {dimse.CEchoRequest: mute})  # type: ignore[dict-item]
+    with sockets_driver.serving(service, HOST, 0) as server:
         started = time.monotonic()
         code, log = run_tool(tools.echoscu_main, "-v", "-td", "0.5", HOST, str(server.port))
         assert time.monotonic() - started < 10
-        answer.set()
     assert code == ExitCode.ASSOCIATION_ABORTED
     assert "timed out waiting for the peer" in log
     assert "SCU ==> A-ABORT" in log
@@ -307,7 +301,7 @@ def test_store_tree_recursively(
 
 
 def test_store_ignore_writes_nothing(
-    tools: ModuleType, tree: dict[str, Path], tmp_path: Path
+    tools: DulTools, tree: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -319,7 +313,7 @@ def test_store_ignore_writes_nothing(
     assert server_log.getvalue().count("==> C-STORE-RSP") == 3
 
 
-def test_store_input_errors(tools: ModuleType, tmp_path: Path) -> None:
+def test_store_input_errors(tools: DulTools, tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not DICOM")
     empty = tmp_path / "empty"
@@ -327,14 +321,58 @@ def test_store_input_errors(tools: ModuleType, tmp_path: Path) -> None:
     (empty / "x.txt").write_text("nothing")
     port = str(free_port())  # never contacted: the inputs are checked first
     code, log = run_tool(tools.storescu_main, HOST, port, str(text))
-    assert (code, "not a DICOM file" in log) == (ExitCode.INVALID_INPUT_FILE, True)
+    assert (code, "notes.txt: not a DICOM Part 10 file" in log) == (
+        ExitCode.INVALID_INPUT_FILE,
+        True,
+    )
+    assert "force" not in log  # pydicom's advice (force=True) is no option of the tool
     code, log = run_tool(tools.storescu_main, HOST, port, str(tmp_path / "missing.dcm"))
     assert (code, "no such file" in log) == (ExitCode.INVALID_INPUT_FILE, True)
-    code, log = run_tool(tools.storescu_main, HOST, port, str(empty))
+    code, log = run_tool(tools.storescu_main, "-v", HOST, port, str(empty))
     assert (code, "no DICOM file" in log) == (ExitCode.NO_VALID_INPUT_FILES, True)
+    assert "skipped " in log and "x.txt: not a DICOM Part 10 file" in log and "force" not in log
 
 
-def test_store_unknown_sop_class(tools: ModuleType, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("tool", "argv"),
+    [
+        ("echoscu", ["127.0.0.1", "9"]),
+        ("storescu", ["127.0.0.1", "9", "x.dcm"]),
+        ("findscu", ["-k", "QueryRetrieveLevel=STUDY", "127.0.0.1", "9"]),
+    ],
+)
+def test_missing_trio_says_which_extra(tool: str, argv: list[str]) -> None:
+    """Issue 16 item 5: without trio, ``--driver trio`` says in one line which extra brings it,
+    no traceback (trio hidden from the child's imports)."""
+    code = (
+        "import runpy, sys; sys.modules['trio'] = None; "
+        f"sys.argv = ['{tool}', '--driver', 'trio', *{argv!r}]; "
+        f"runpy.run_module('examples.{tool}', run_name='__main__', alter_sys=True)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    assert len(lines) == 1, lines
+    assert "the trio driver needs the trio package" in lines[0]
+    assert "pip install -e '.[examples]'" in lines[0]
+
+
+def test_examples_extra_brings_every_driver_dependency() -> None:
+    """The extra the docs and scripts/demo.sh install for the tools: pydicom and trio (asyncio
+    and the sockets driver need nothing more); read from dul's installed metadata."""
+    from importlib.metadata import requires
+
+    extra = {
+        re.split(r"[<>=!~;\s\[]", requirement, maxsplit=1)[0].lower()
+        for requirement in requires("dul") or []
+        if re.search(r"""extra\s*==\s*["']examples["']""", requirement)
+    }
+    assert extra == {"pydicom", "trio"}
+
+
+def test_store_unknown_sop_class(tools: DulTools, tmp_path: Path) -> None:
     """Refused unless --accept-all: the context is rejected, storescu says so and fails."""
     private = write_sample(tmp_path / "p.dcm", sop_class_uid="1.2.826.0.1.3680043.2.1143.99")
     out = tmp_path / "out"
@@ -349,7 +387,7 @@ def test_store_unknown_sop_class(tools: ModuleType, tmp_path: Path) -> None:
     assert [p.name.split(".")[0] for p in out.iterdir()] == ["UNKNOWN"]
 
 
-def test_store_every_storage_sop_class(tools: ModuleType, tmp_path: Path) -> None:
+def test_store_every_storage_sop_class(tools: DulTools, tmp_path: Path) -> None:
     """storescp accepts storage SOP classes beyond the common ones: new, rare and retired."""
     classes = {
         "1.2.840.10008.5.1.4.1.1.66.4": "SEG",  # Segmentation Storage
@@ -373,7 +411,7 @@ def test_store_every_storage_sop_class(tools: ModuleType, tmp_path: Path) -> Non
     assert sorted(p.name.split(".")[0] for p in out.iterdir()) == sorted(classes.values())
 
 
-def test_store_failure_status_halts_unless_no_halt(tools: ModuleType, tmp_path: Path) -> None:
+def test_store_failure_status_halts_unless_no_halt(tools: DulTools, tmp_path: Path) -> None:
     """A file the SCP cannot write gets 0xA700; storescu stops there, or goes on with -nh."""
     files = [write_sample(tmp_path / "in" / f"{i}.dcm", index=10 + i) for i in range(3)]
     out = tmp_path / "out"
@@ -385,9 +423,12 @@ def test_store_failure_status_halts_unless_no_halt(tools: ModuleType, tmp_path: 
         code, log = run_tool(tools.storescu_main, HOST, str(port), *map(str, files))
         assert code == ExitCode.REQUEST_FAILED
         assert "status 0xA700 (failure): cannot store the file" in log
+        # Issue 16 item 5: halted after the first, none of the 3 is stored, and it says so.
+        assert "E: 3 of 3 files not stored (2 not sent: halted at the first failure" in log
         assert [p.name for p in out.iterdir()] == [f"CT.{first}"]  # no partial file left
         code, log = run_tool(tools.storescu_main, "-nh", HOST, str(port), *map(str, files))
         assert code == ExitCode.REQUEST_FAILED
+        assert "E: 1 of 3 files not stored\n" in log
         assert (
             "2 of 3 files stored"
             in run_tool(tools.storescu_main, "-v", "-nh", HOST, str(port), *map(str, files))[1]
@@ -395,7 +436,7 @@ def test_store_failure_status_halts_unless_no_halt(tools: ModuleType, tmp_path: 
     assert sorted(p.is_file() for p in out.iterdir()) == [False, True, True]
 
 
-def test_store_peer_aborts(tools: ModuleType, tree: dict[str, Path], tmp_path: Path) -> None:
+def test_store_peer_aborts(tools: DulTools, tree: dict[str, Path], tmp_path: Path) -> None:
     for option in ("--abort-after", "--abort-during"):
         with dul_server(tools, "storescp", option, "-od", str(tmp_path)) as (port, server_log):
             code, log = run_tool(tools.storescu_main, HOST, str(port), str(tree["explicit"]))
@@ -405,7 +446,7 @@ def test_store_peer_aborts(tools: ModuleType, tree: dict[str, Path], tmp_path: P
         assert not list(tmp_path.glob("CT.*")) and not list(tmp_path.glob(".*.part"))
 
 
-def test_store_progress(tools: ModuleType, tree: dict[str, Path]) -> None:
+def test_store_progress(tools: DulTools, tree: dict[str, Path]) -> None:
     with dul_server(tools, "storescp", "--ignore") as (port, _):
         code, log = run_tool(
             tools.storescu_main, "--progress", HOST, str(port), str(tree["explicit"])
@@ -420,9 +461,7 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_sample(tmp_path_factory.mktemp("big") / "big.dcm", size=24_000_000)
 
 
-def test_store_streams_with_bounded_memory(
-    tools: ModuleType, big_file: Path, tmp_path: Path
-) -> None:
+def test_store_streams_with_bounded_memory(tools: DulTools, big_file: Path, tmp_path: Path) -> None:
     """A 24 MB data set goes from file to file through a few MB of memory, both sides together."""
     out = tmp_path / "out"
     out.mkdir()
@@ -442,7 +481,7 @@ def test_store_streams_with_bounded_memory(
     assert peak < 8_000_000, f"peak {peak:,} bytes"
 
 
-def test_server_setup_errors(tools: ModuleType, tmp_path: Path) -> None:
+def test_server_setup_errors(tools: DulTools, tmp_path: Path) -> None:
     """A port in use is 60 (network set-up), a missing output directory 40, as DCMTK's."""
     with dul_server(tools, "echoscp") as (port, _):
         code, log = run_tool(tools.storescp_main, "--ignore", str(port))
@@ -530,7 +569,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_tls_store(
-    tools: ModuleType, certificate: tuple[Path, Path], tree: dict[str, Path], tmp_path: Path
+    tools: DulTools, certificate: tuple[Path, Path], tree: dict[str, Path], tmp_path: Path
 ) -> None:
     """storescu over TLS to storescp over TLS, each side verifying the other's certificate."""
     cert, key = map(str, certificate)
@@ -555,7 +594,7 @@ def test_tls_store(
     assert "SCP#1 <== A-ASSOCIATE-RQ" in server_log.getvalue()
 
 
-def test_tls_files_missing(tools: ModuleType, tmp_path: Path) -> None:
+def test_tls_files_missing(tools: DulTools, tmp_path: Path) -> None:
     code, log = run_tool(tools.echoscu_main, "--tls-ca", str(tmp_path / "no.pem"), HOST, "1")
     assert code == ExitCode.NETWORK_SETUP
     assert "cannot set up TLS" in log
@@ -579,12 +618,12 @@ def child_env() -> dict[str, str]:
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_python_m_entry_points(driver: str, tree: dict[str, Path], tmp_path: Path) -> None:
-    """``python -m examples.<driver>.storescp`` serves (stopped by its PID); the SCUs exit 0."""
+    """``python -m examples.storescp --driver D`` serves (stopped by its PID); the SCUs exit 0."""
     out = tmp_path / "out"
     out.mkdir()
     port = free_port()
     server = subprocess.Popen(
-        python_m(f"examples.{driver}.storescp", "-v", "-od", str(out), str(port)),
+        python_m("examples.storescp", "--driver", driver, "-v", "-od", str(out), str(port)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=child_env(),
@@ -593,7 +632,7 @@ def test_python_m_entry_points(driver: str, tree: dict[str, Path], tmp_path: Pat
     try:
         wait_listening(port)
         echo = subprocess.run(
-            python_m(f"examples.{driver}.echoscu", HOST, str(port)),
+            python_m("examples.echoscu", "--driver", driver, HOST, str(port)),
             env=child_env(),
             cwd=ROOT,
             capture_output=True,
@@ -602,7 +641,9 @@ def test_python_m_entry_points(driver: str, tree: dict[str, Path], tmp_path: Pat
         )
         assert echo.returncode == 0, echo.stderr
         store = subprocess.run(
-            python_m(f"examples.{driver}.storescu", HOST, str(port), str(tmp_path / "in")),
+            python_m(
+                "examples.storescu", "--driver", driver, HOST, str(port), str(tmp_path / "in")
+            ),
             env=child_env(),
             cwd=ROOT,
             capture_output=True,
@@ -621,7 +662,7 @@ def test_python_m_entry_points(driver: str, tree: dict[str, Path], tmp_path: Pat
 #: Run a driver's storescu in this child, then say whether pydicom was imported.
 _STORESCU_WITHOUT_PYDICOM = """
 import runpy, sys
-sys.argv = ["storescu", *sys.argv[2:]]
+sys.argv = ["storescu", *sys.argv[1:]]
 try:
     runpy.run_module(MODULE, run_name="__main__")
 except SystemExit as exc:
@@ -637,11 +678,19 @@ def test_storescu_sends_without_pydicom(
     driver: str, dcmtk: Dcmtk, tree: dict[str, Path], tmp_path: Path
 ) -> None:
     """Reading the files' meta groups is dul.part10's: storescu imports no pydicom at all."""
-    module = f"examples.{driver}.storescu"
-    script = _STORESCU_WITHOUT_PYDICOM.replace("MODULE", repr(module))
+    script = _STORESCU_WITHOUT_PYDICOM.replace("MODULE", repr("examples.storescu"))
     with dcmtk.storescp(tmp_path, "+xa") as port:  # +xa: deflate too
         result = subprocess.run(
-            [sys.executable, "-c", script, module, HOST, str(port), str(tmp_path / "in")],
+            [
+                sys.executable,
+                "-c",
+                script,
+                "--driver",
+                driver,
+                HOST,
+                str(port),
+                str(tmp_path / "in"),
+            ],
             env=child_env(),
             cwd=ROOT,
             capture_output=True,
@@ -737,3 +786,22 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     stored = re.search(r"stored as (\S+)", out)
     assert stored is not None, out
     assert Path(stored.group(1)).is_file()
+
+
+# -- the documented command lines ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/services.md", "docs/qr.md"])
+def test_documented_tools_exist(page: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every ``python -m examples.<tool>`` a page shows is a tool that answers --help."""
+    from examples.tools import main
+
+    tools = set(re.findall(r"python -m examples\.(\w+)", (ROOT / page).read_text()))
+    tools -= {"demo", "print"}
+    assert tools
+    for tool in sorted(tools):
+        module = __import__(f"examples.{tool}", fromlist=["main"])
+        assert callable(module.main), tool
+        code = main.main(tool, ["--help"])
+        assert code == 0, tool
+        assert f"python -m examples.{tool}" in capsys.readouterr().out

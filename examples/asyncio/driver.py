@@ -26,13 +26,19 @@ import asyncio
 import contextlib
 import logging
 import math
+import queue
+import signal
 import socket
 import ssl
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import dul
 from dul import dimse
+from examples import runtime
 from examples._async_messaging import (
     AsyncMessaging,
     AsyncServing,
@@ -40,12 +46,7 @@ from examples._async_messaging import (
     Handler,
     echo_handler,
 )
-from examples.sockets.driver import (
-    AssociationAborted,
-    AssociationRejected,
-    DriverError,
-    Timeouts,
-)
+from examples.runtime import AssociationAborted, AssociationRejected, DriverError, Timeouts
 
 __all__ = [
     "Association",
@@ -55,9 +56,17 @@ __all__ = [
     "DriverError",
     "Handler",
     "Server",
+    "Steps",
     "Timeouts",
     "echo_handler",
+    "run_requestor",
+    "serve",
+    "serving",
 ]
+
+T = TypeVar("T")
+#: Seconds the associations in progress get to end once a server is asked to stop.
+GRACE = 10.0
 
 _LOG = logging.getLogger(__name__)
 _Buffer = bytes | bytearray | memoryview
@@ -356,11 +365,47 @@ class Association(AsyncMessaging):
         on_event: Callable[[str, object], None] | None = None,
     ) -> Association:
         """Connect, send ``request`` and wait for the answer; raise if it is not an accept."""
-        loop = asyncio.get_running_loop()
         session = dimse.Session(dul.Connection(dul.Role.REQUESTOR), whole_datasets=whole_datasets)
         # Evt1 + Evt2 before the transport exists: the Connection is ready for bytes from the
         # first callback on, whatever the peer sends.
         data = session.send(request)
+        assoc = await cls.connect(
+            host,
+            port,
+            session,
+            timeouts=timeouts,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            on_event=on_event,
+        )
+        try:
+            assoc._trace("sent", request)
+            await assoc.write(data)
+            event = await assoc._next_upper(timeouts.acse)
+        except BaseException:
+            await assoc.abort()
+            raise
+        if isinstance(event, dul.AssociateAccept):
+            return assoc
+        await assoc.close()
+        if isinstance(event, dul.AssociateReject):
+            raise AssociationRejected(event)
+        raise AssociationAborted(f"association refused: {event}")
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        session: dimse.Session,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        on_event: Callable[[str, object], None] | None = None,
+    ) -> Association:
+        """Connect (and shake hands, with TLS) for ``session``, a requestor's."""
+        loop = asyncio.get_running_loop()
         tls = ssl_context is not None
         try:
             _, protocol = await asyncio.wait_for(
@@ -378,20 +423,7 @@ class Association(AsyncMessaging):
             raise DriverError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
         except (OSError, asyncio.TimeoutError) as exc:
             raise DriverError(f"cannot connect to {host}:{port}: {exc!r}") from exc
-        assoc = cls(protocol, timeouts=timeouts, on_event=on_event)
-        try:
-            assoc._trace("sent", request)
-            await assoc.write(data)
-            event = await assoc._next_upper(timeouts.acse)
-        except BaseException:
-            await assoc.abort()
-            raise
-        if isinstance(event, dul.AssociateAccept):
-            return assoc
-        await assoc.close()
-        if isinstance(event, dul.AssociateReject):
-            raise AssociationRejected(event)
-        raise AssociationAborted(f"association refused: {event}")
+        return cls(protocol, timeouts=timeouts, on_event=on_event)
 
     # -- ending ----------------------------------------------------------------------------
 
@@ -464,8 +496,9 @@ class Server(AsyncServing):
         host: str,
         port: int,
         *,
-        policy: dimse.AcceptorPolicy,
-        handlers: Mapping[type[dimse.Message], Handler],
+        policy: dimse.AcceptorPolicy | None = None,
+        handlers: Mapping[type[dimse.Message], Handler] | None = None,
+        service: runtime.Service[None] | None = None,
         max_associations: int = 32,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         ssl_context: ssl.SSLContext | None = None,
@@ -475,8 +508,9 @@ class Server(AsyncServing):
     ) -> None:
         self.host = host
         self.port = port
-        self.policy = policy
-        self.handlers = dict(handlers)
+        self.policy = policy  # type: ignore[assignment]
+        self.handlers = dict(handlers or {})
+        self.service = service
         self.max_associations = max_associations
         self.timeouts = timeouts
         self.ssl_context = ssl_context
@@ -546,8 +580,231 @@ class Server(AsyncServing):
             return
         self._active += 1
         try:
-            await self._run(assoc)
+            if self.service is not None:
+                await _run_service(assoc, self.service, self.timeouts)
+            else:
+                await self._run(assoc)
         finally:
             self._active -= 1
             if self.on_close is not None:
                 self.on_close(assoc)
+
+
+# -- running any service -----------------------------------------------------------------
+
+
+class Steps:
+    """How this driver answers a service's steps (:func:`examples.runtime.drive_async`).
+
+    :meth:`interrupt` (the first Ctrl-C) ends an interruptible wait in progress and delivers
+    :class:`~examples.runtime.Interrupted` to the service there (or at its next one).
+    """
+
+    def __init__(self) -> None:
+        self.requested = 0
+        self._delivered = False
+        self._waiting: asyncio.Future[None] | None = None
+
+    def interrupt(self) -> None:
+        self.requested += 1
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(None)
+
+    async def write(self, transport: Association, data: Sequence[bytes | memoryview]) -> None:
+        await transport.write(data)
+
+    async def receive(
+        self, transport: Association, timeout: float | None, interruptible: bool
+    ) -> object:
+        if not interruptible:
+            return await transport.next_event(timeout)
+        if not (self.requested and not self._delivered):
+            waiting = self._waiting = asyncio.get_running_loop().create_future()
+            receiving = asyncio.ensure_future(transport.next_event(timeout))
+            try:
+                await asyncio.wait({receiving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._waiting = None
+                if not receiving.done():
+                    receiving.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await receiving
+            if not receiving.cancelled():
+                return receiving.result()
+        self._delivered = True
+        raise runtime.Interrupted
+
+    async def poll(self, transport: Association) -> object | None:
+        """The next event if it has arrived: the protocol feeds every byte to the session as
+        the loop reads it, so a zero timeout sees all there is."""
+        try:
+            return await transport.next_event(0)
+        except TimeoutError:
+            return None
+
+    async def abort(self, transport: Association) -> None:
+        await transport.abort()
+
+    async def close(self, transport: Association) -> None:
+        await transport.close()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def connect(self, step: runtime.Connect) -> tuple[Association, runtime.Association]:
+        session = dimse.Session(dul.Connection(dul.Role.REQUESTOR))
+        assoc = await Association.connect(
+            step.host, step.port, session, timeouts=step.timeouts, on_event=step.trace
+        )
+        return assoc, runtime.Association(session, step.timeouts, step.trace)
+
+
+def run_requestor(
+    service: runtime.Service[T],
+    host: str,
+    port: int,
+    *,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    on_event: Callable[[str, object], None] | None = None,
+    interruptible: bool = False,
+) -> T:
+    """Connect to ``host:port`` and run ``service`` as the requestor, in ``asyncio.run``.
+
+    With ``interruptible`` (in the main thread), the first Ctrl-C is the service's
+    (:class:`~examples.runtime.Interrupted`); the second cancels it, which aborts the
+    association, and is raised as ``KeyboardInterrupt``.
+    """
+    steps = Steps()
+    aborted = False
+
+    async def main() -> T:
+        nonlocal aborted
+        session = dimse.Session(dul.Connection(dul.Role.REQUESTOR))
+        assoc = await Association.connect(
+            host,
+            port,
+            session,
+            timeouts=timeouts,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            on_event=on_event,
+        )
+        link = runtime.Association(session, timeouts, on_event)
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigint() -> None:
+            nonlocal aborted
+            if steps.requested:
+                aborted = True
+                task.cancel()
+            else:
+                steps.interrupt()
+
+        installed = interruptible and threading.current_thread() is threading.main_thread()
+        if installed:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+        try:
+            return await runtime.drive_async(steps, assoc, link, service(link))
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        if aborted:
+            raise KeyboardInterrupt from None
+        raise
+
+
+async def _run_service(
+    assoc: Association, service: runtime.Service[None], timeouts: Timeouts
+) -> None:
+    """Run an acceptor's ``service`` on ``assoc``; its end, whatever it is, is the end."""
+    link = runtime.Association(assoc.session, timeouts, assoc._on_event)
+    with contextlib.suppress(DriverError, TimeoutError, OSError):
+        await runtime.drive_async(Steps(), assoc, link, service(link))
+
+
+def serve(
+    service: runtime.Service[None],
+    host: str,
+    port: int,
+    *,
+    on_listening: Callable[[int], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+    **options: Any,
+) -> None:
+    """Run ``service`` for each association accepted on ``host:port`` until Ctrl-C or SIGTERM,
+    then give the associations in progress :data:`GRACE` seconds.
+
+    ``options`` are :class:`Server`'s; a port that cannot be bound raises ``OSError``.
+    """
+
+    async def main() -> None:
+        server = Server(host, port, service=service, **options)
+        await server.start()
+        if on_listening is not None:
+            on_listening(server.port)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        signals = []
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+                signals.append(signum)
+        try:
+            await stop.wait()
+            if on_stopping is not None:
+                on_stopping()
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+            await server.shutdown(GRACE)
+
+    asyncio.run(main())
+
+
+@contextmanager
+def serving(
+    service: runtime.Service[None], host: str, port: int, **options: Any
+) -> Iterator[Server]:
+    """Serve ``service`` in a thread with its own event loop until the block ends.
+
+    For tests and the demo; a port that cannot be bound raises ``OSError``. On exit the
+    associations in progress get :data:`GRACE` seconds.
+    """
+    ready: queue.Queue[tuple[Server, asyncio.AbstractEventLoop, asyncio.Event] | BaseException]
+    ready = queue.Queue()
+
+    async def main() -> None:
+        server = Server(host, port, service=service, **options)
+        try:
+            await server.start()
+        except BaseException as exc:
+            ready.put(exc)
+            return
+        stop = asyncio.Event()
+        ready.put((server, asyncio.get_running_loop(), stop))
+        try:
+            await stop.wait()
+        finally:
+            await server.shutdown(GRACE)
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), name="asyncio server")
+    thread.daemon = True
+    thread.start()
+    handle = ready.get()
+    if isinstance(handle, BaseException):
+        thread.join()
+        raise handle
+    server, loop, stop = handle
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(GRACE + 5)

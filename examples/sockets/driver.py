@@ -21,15 +21,19 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import queue
+import signal
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import dul
 from dul import dimse
+from examples import runtime
+from examples.runtime import AssociationAborted, AssociationRejected, DriverError, Timeouts
 
 __all__ = [
     "Association",
@@ -39,50 +43,20 @@ __all__ = [
     "DriverError",
     "Handler",
     "Server",
+    "Steps",
     "Timeouts",
     "echo_handler",
+    "run_requestor",
+    "serve",
+    "serving",
 ]
+
+T = TypeVar("T")
+#: The timeouts used when none are given.
+DEFAULT_TIMEOUTS = Timeouts()
 
 _RECV_SIZE = 256 * 1024
 _IOV_MAX = 512  # buffers per sendmsg call: below the usual IOV_MAX of 1024
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds to wait, like DCMTK's options; ``None`` waits for ever.
-
-    ``connect`` (-to) bounds the TCP connect; ``acse`` (-ta) association negotiation and release;
-    ``dimse`` (-td) each wait for a DIMSE message; ``artim`` is PS3.8's ARTIM timer (waiting for
-    an A-ASSOCIATE-RQ, or for the peer to close after a release, reject or abort).
-    """
-
-    connect: float | None = 30.0
-    acse: float | None = 30.0
-    dimse: float | None = None
-    artim: float = 30.0
-
-
-class DriverError(Exception):
-    """The association could not go on: timeout, transport loss, rejection, abort."""
-
-
-class AssociationRejected(DriverError):
-    """The acceptor answered with an A-ASSOCIATE-RJ."""
-
-    def __init__(self, reject: dul.AssociateReject) -> None:
-        super().__init__(
-            f"association rejected: result {reject.result}, source {reject.source}, "
-            f"reason {reject.reason} ({reject.reason_name})"
-        )
-        self.reject = reject
-
-
-class AssociationAborted(DriverError):
-    """The association ended without a release: an A-ABORT, or the transport closed."""
-
-    def __init__(self, message: str, cause: dul.CloseCause | None = None) -> None:
-        super().__init__(message)
-        self.cause = cause
 
 
 _local = threading.local()
@@ -130,7 +104,7 @@ class Association:
         sock: socket.socket,
         role: dul.Role,
         *,
-        timeouts: Timeouts = Timeouts(),
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         whole_datasets: bool = False,
         on_event: Callable[[str, object], None] | None = None,
     ) -> None:
@@ -257,27 +231,19 @@ class Association:
         port: int,
         request: dul.AssociateRequest,
         *,
-        timeouts: Timeouts = Timeouts(),
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         whole_datasets: bool = False,
         on_event: Callable[[str, object], None] | None = None,
     ) -> Association:
         """Connect, send ``request`` and wait for the answer; raise if it is not an accept."""
-        try:
-            sock = _connect(host, port, timeouts.connect)
-        except OSError as exc:
-            raise DriverError(f"cannot connect to {host}:{port}: {exc}") from exc
-        if ssl_context is not None:
-            try:
-                sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
-            except (OSError, ssl.SSLError) as exc:
-                sock.close()
-                raise DriverError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
-        assoc = cls(
-            sock,
-            dul.Role.REQUESTOR,
+        assoc = cls.connect(
+            host,
+            port,
             timeouts=timeouts,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
             whole_datasets=whole_datasets,
             on_event=on_event,
         )
@@ -294,6 +260,37 @@ class Association:
         if isinstance(event, dul.AssociateReject):
             raise AssociationRejected(event)
         raise AssociationAborted(f"association refused: {event}")
+
+    @classmethod
+    def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        whole_datasets: bool = False,
+        on_event: Callable[[str, object], None] | None = None,
+    ) -> Association:
+        """Connect (and shake hands, with TLS): a requestor's association, not yet requested."""
+        try:
+            sock = _connect(host, port, timeouts.connect)
+        except OSError as exc:
+            raise DriverError(f"cannot connect to {host}:{port}: {exc}") from exc
+        if ssl_context is not None:
+            try:
+                sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
+            except (OSError, ssl.SSLError) as exc:
+                sock.close()
+                raise DriverError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
+        return cls(
+            sock,
+            dul.Role.REQUESTOR,
+            timeouts=timeouts,
+            whole_datasets=whole_datasets,
+            on_event=on_event,
+        )
 
     def _next_upper(self, timeout: float | None) -> object:
         """The next event; an abort or close becomes :class:`AssociationAborted`."""
@@ -522,16 +519,18 @@ class Server:
         host: str,
         port: int,
         *,
-        policy: dimse.AcceptorPolicy,
-        handlers: Mapping[type[dimse.Message], Handler],
+        policy: dimse.AcceptorPolicy | None = None,
+        handlers: Mapping[type[dimse.Message], Handler] | None = None,
+        service: runtime.Service[None] | None = None,
         max_associations: int = 32,
-        timeouts: Timeouts = Timeouts(),
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         ssl_context: ssl.SSLContext | None = None,
         on_event: Callable[[str, object], None] | None = None,
         on_close: Callable[[Association], None] | None = None,
     ) -> None:
         self.policy = policy
-        self.handlers = dict(handlers)
+        self.handlers = dict(handlers or {})
+        self.service = service
         self.timeouts = timeouts
         self.ssl_context = ssl_context
         self.on_event = on_event
@@ -626,7 +625,10 @@ class Server:
                 self._refuse(assoc)
                 return
             try:
-                self._run(assoc)
+                if self.service is not None:
+                    _run_service(assoc, self.service, self.timeouts)
+                else:
+                    self._run(assoc)
             finally:
                 self._slots.release()
                 if self.on_close is not None:
@@ -645,6 +647,7 @@ class Server:
         assoc.close()
 
     def _run(self, assoc: Association) -> None:
+        assert self.policy is not None, "a Server needs a service, or a policy and handlers"
         try:
             while assoc.closed is None:
                 event = assoc.next_event(self._wait(assoc))
@@ -694,3 +697,168 @@ class Server:
             message_id_being_responded_to=message.message_id, status=0x0211
         )
         assoc.send(response, context_id=event.context_id)
+
+
+# -- running any service -----------------------------------------------------------------
+
+
+class Steps:
+    """How this driver answers a service's steps (:func:`examples.runtime.drive`).
+
+    With ``interrupts`` (in the main thread), the first Ctrl-C is delivered to the service as
+    :class:`~examples.runtime.Interrupted` at an interruptible wait, at once if it is waiting;
+    the second is a ``KeyboardInterrupt``, which aborts.
+    """
+
+    def __init__(self) -> None:
+        self.requested = 0
+        self._delivered = False
+        self._waiting = False
+
+    def on_sigint(self, signum: int, frame: object) -> None:
+        self.requested += 1
+        if self.requested > 1:
+            raise KeyboardInterrupt
+        if self._waiting and not self._delivered:
+            self._delivered = True
+            raise runtime.Interrupted
+
+    def write(self, transport: Association, data: Sequence[bytes | memoryview]) -> None:
+        transport.write(data)
+
+    def receive(self, transport: Association, timeout: float | None, interruptible: bool) -> object:
+        if not interruptible:
+            return transport.next_event(timeout)
+        if self.requested and not self._delivered:
+            self._delivered = True
+            raise runtime.Interrupted
+        self._waiting = True
+        try:
+            return transport.next_event(timeout)
+        finally:
+            self._waiting = False
+
+    def poll(self, transport: Association) -> object | None:
+        try:
+            return transport.next_event(0)  # what has arrived: a read that does not wait
+        except TimeoutError:
+            return None
+
+    def abort(self, transport: Association) -> None:
+        transport.abort()
+
+    def close(self, transport: Association) -> None:
+        transport.close()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def connect(self, step: runtime.Connect) -> tuple[Association, runtime.Association]:
+        assoc = Association.connect(
+            step.host, step.port, timeouts=step.timeouts, on_event=step.trace
+        )
+        return assoc, runtime.Association(assoc.session, step.timeouts, step.trace)
+
+
+def run_requestor(
+    service: runtime.Service[T],
+    host: str,
+    port: int,
+    *,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    on_event: Callable[[str, object], None] | None = None,
+    interruptible: bool = False,
+) -> T:
+    """Connect to ``host:port`` and run ``service`` as the requestor: its result.
+
+    A failure to connect (or to shake hands, with TLS) is a :class:`DriverError`. With
+    ``interruptible`` (in the main thread) Ctrl-C is the service's to handle, once (see
+    :class:`Steps`); the second Ctrl-C aborts, as ``KeyboardInterrupt``.
+    """
+    assoc = Association.connect(
+        host,
+        port,
+        timeouts=timeouts,
+        ssl_context=ssl_context,
+        server_hostname=server_hostname,
+        on_event=on_event,
+    )
+    steps = Steps()
+    link = runtime.Association(assoc.session, timeouts, on_event)
+    previous = None
+    if interruptible and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, steps.on_sigint)
+    try:
+        return runtime.drive(steps, assoc, link, service(link))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _run_service(assoc: Association, service: runtime.Service[None], timeouts: Timeouts) -> None:
+    """Run an acceptor's ``service`` on ``assoc``; its end, whatever it is, is the end."""
+    link = runtime.Association(assoc.session, timeouts, assoc._on_event)
+    with contextlib.suppress(DriverError, TimeoutError, OSError):
+        runtime.drive(Steps(), assoc, link, service(link))
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a server as Ctrl-C does (in the main thread; elsewhere, nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def serve_server(
+    server: Server,
+    on_listening: Callable[[int], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+) -> None:
+    """Serve until Ctrl-C or SIGTERM, then wait for the associations in progress."""
+    if on_listening is not None:
+        on_listening(server.port)
+    with _sigterm_as_interrupt():
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            if on_stopping is not None:
+                on_stopping()
+        finally:
+            server.shutdown()
+
+
+def serve(
+    service: runtime.Service[None],
+    host: str,
+    port: int,
+    *,
+    on_listening: Callable[[int], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+    **options: Any,
+) -> None:
+    """Run ``service`` for each association accepted on ``host:port`` until Ctrl-C or SIGTERM.
+
+    ``options`` are :class:`Server`'s; a port that cannot be bound raises ``OSError``.
+    """
+    serve_server(Server(host, port, service=service, **options), on_listening, on_stopping)
+
+
+@contextmanager
+def serving(
+    service: runtime.Service[None], host: str, port: int, **options: Any
+) -> Iterator[Server]:
+    """Serve ``service`` in a thread of this process until the block ends (tests, the demo)."""
+    with Server(host, port, service=service, **options) as server:
+        yield server

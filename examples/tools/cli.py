@@ -2,17 +2,16 @@
 
 Option names follow DCMTK's (``echoscu -aet ME -aec YOU host port``, ``-to/-ta/-td``,
 ``--max-pdu``, ``-od``, ``-v``) and so do the exit codes, so that a script written for DCMTK's
-tools mostly runs with these. Nothing here touches the network: a driver (blocking sockets, trio,
-asyncio) builds its parser here, reads the parsed options through the helpers below, and runs its
-own loop; it reports what it sends and receives to a :class:`Tracer`.
+tools mostly runs with these. ``--driver`` picks the driver that runs the tool (blocking
+sockets, trio, asyncio). Nothing here touches the network: :mod:`examples.tools.main` builds the
+parser here, reads the parsed options through the helpers below, and runs the tool's service on
+the driver chosen; the driver reports what is sent and received to a :class:`Tracer`.
 """
 
 from __future__ import annotations
 
 import argparse
-import enum
 import logging
-import re
 import ssl
 import sys
 import threading
@@ -30,9 +29,10 @@ from dul import (
     describe,  # the pretty-printer behind ``python -m dul decode``
     dimse,
 )
-from dul.uids import UID_NAMES
+from examples.apps.common import UID_NAMES, ExitCode, ToolError, message_name
 
 __all__ = [
+    "DRIVERS",
     "UID_NAMES",
     "ExitCode",
     "Parser",
@@ -53,32 +53,10 @@ __all__ = [
     "tool_logger",
 ]
 
+#: The drivers a tool can run on: packages under ``examples/``.
+DRIVERS = ("sockets", "trio", "asyncio")
 #: The classes of the upper-layer events (the PDUs, and ConnectionClosed).
 _EVENT_TYPES = typing.get_args(dul.Event)
-
-
-class ExitCode(enum.IntEnum):
-    """Exit statuses, numbered as DCMTK's ``ofexit.h`` and ``storescu`` number theirs."""
-
-    OK = 0
-    #: A usage error: unknown option, missing argument, bad value.
-    USAGE = 1
-    #: storescu: no input file was given.
-    NO_INPUT_FILES = 21
-    #: storescu: an input file named on the command line cannot be read as a DICOM file.
-    INVALID_INPUT_FILE = 22
-    #: storescu: the files and directories given hold no DICOM file.
-    NO_VALID_INPUT_FILES = 23
-    #: storescp: the output directory cannot be written.
-    CANNOT_WRITE_OUTPUT = 40
-    #: The network could not be set up: the port cannot be bound, the TLS files cannot be read.
-    NETWORK_SETUP = 60
-    #: No association: connection refused, TLS handshake failed, request rejected or aborted.
-    ASSOCIATION_FAILED = 61
-    #: A request failed: a failure status, or no accepted presentation context for a file.
-    REQUEST_FAILED = 62
-    #: The association broke after it was established: aborted, timed out, transport lost.
-    ASSOCIATION_ABORTED = 70
 
 
 EXIT_CODES_HELP = "\n".join(
@@ -96,14 +74,6 @@ EXIT_CODES_HELP = "\n".join(
         "  70  the association was aborted, timed out or lost once established",
     ]
 )
-
-
-class ToolError(Exception):
-    """A failure that ends a tool with ``code``; its message is what the user reads."""
-
-    def __init__(self, code: ExitCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Parser(argparse.ArgumentParser):
@@ -181,6 +151,13 @@ def _parser(prog: str, description: str, epilog: str = "") -> Parser:
     )
     general = parser.add_argument_group("general options")
     general.add_argument("-h", "--help", action="help", help="print this help text and exit")
+    general.add_argument(
+        "--driver",
+        choices=DRIVERS,
+        default="sockets",
+        help="what runs the tool: blocking sockets (a thread per association), trio or asyncio "
+        "(default: sockets)",
+    )
     verbosity = general.add_mutually_exclusive_group()
     verbosity.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing but the error that ends the tool"
@@ -552,14 +529,6 @@ _ACRONYMS = {"sop": "SOP", "uid": "UID", "id": "ID", "aet": "AE title"}
 
 def _field_label(name: str) -> str:
     return " ".join(_ACRONYMS.get(word, word) for word in name.split("_"))
-
-
-def message_name(message: dimse.Message) -> str:
-    """PS3.7's name of a message: ``CStoreRequest`` is C-STORE-RQ."""
-    name = type(message).__name__
-    kind = "RQ" if name.endswith("Request") else "RSP"
-    words = re.findall(r"[A-Z][a-z]+", name[1:].removesuffix("Request").removesuffix("Response"))
-    return f"{name[0]}-{'-'.join(w.upper() for w in words)}-{kind}"
 
 
 def _value(name: str, value: object) -> str:

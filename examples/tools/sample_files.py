@@ -61,7 +61,7 @@ def write_sample(
 
 def dataset_bytes(path: Path) -> bytes:
     """The bytes of a Part 10 file after its meta group: its data set, as encoded in the file."""
-    from examples.tools.storage import read_dicom_file
+    from examples.apps.storage import read_dicom_file
 
     dicom = read_dicom_file(path)
     with open(path, "rb") as fp:

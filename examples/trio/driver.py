@@ -24,16 +24,22 @@ import bisect
 import contextlib
 import logging
 import math
+import queue
+import select
+import signal
 import socket
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 import dul
 from dul import dimse
+from examples import runtime
 from examples._async_messaging import (
     AsyncMessaging,
     AsyncServing,
@@ -41,12 +47,7 @@ from examples._async_messaging import (
     Handler,
     echo_handler,
 )
-from examples.sockets.driver import (
-    AssociationAborted,
-    AssociationRejected,
-    DriverError,
-    Timeouts,
-)
+from examples.runtime import AssociationAborted, AssociationRejected, DriverError, Timeouts
 
 __all__ = [
     "Association",
@@ -56,9 +57,17 @@ __all__ = [
     "DriverError",
     "Handler",
     "Server",
+    "Steps",
     "Timeouts",
     "echo_handler",
+    "run_requestor",
+    "serve",
+    "serving",
 ]
+
+T = TypeVar("T")
+#: Seconds the associations in progress get to end once a server is asked to stop.
+GRACE = 10.0
 
 _LOG = logging.getLogger(__name__)
 _Buffer = bytes | bytearray | memoryview
@@ -336,6 +345,42 @@ class Association(AsyncMessaging):
         on_event: Callable[[str, object], None] | None = None,
     ) -> Association:
         """Connect, send ``request`` and wait for the answer; raise if it is not an accept."""
+        assoc = await cls.connect(
+            host,
+            port,
+            timeouts=timeouts,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            whole_datasets=whole_datasets,
+            on_event=on_event,
+        )
+        try:
+            assoc._trace("sent", request)
+            await assoc.write(assoc.session.send(request))
+            event = await assoc._next_upper(timeouts.acse)
+        except BaseException:
+            await assoc.abort()
+            raise
+        if isinstance(event, dul.AssociateAccept):
+            return assoc
+        await assoc.close()
+        if isinstance(event, dul.AssociateReject):
+            raise AssociationRejected(event)
+        raise AssociationAborted(f"association refused: {event}")
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        whole_datasets: bool = False,
+        on_event: Callable[[str, object], None] | None = None,
+    ) -> Association:
+        """Connect (and shake hands, with TLS): a requestor's association, not yet requested."""
         stream: trio.SocketStream | trio.SSLStream
         try:
             with trio.fail_at(_deadline(timeouts.connect)):
@@ -355,26 +400,13 @@ class Association(AsyncMessaging):
                 await trio.aclose_forcefully(tls)
                 raise
             stream = tls
-        assoc = cls(
+        return cls(
             stream,
             dul.Role.REQUESTOR,
             timeouts=timeouts,
             whole_datasets=whole_datasets,
             on_event=on_event,
         )
-        try:
-            assoc._trace("sent", request)
-            await assoc.write(assoc.session.send(request))
-            event = await assoc._next_upper(timeouts.acse)
-        except BaseException:
-            await assoc.abort()
-            raise
-        if isinstance(event, dul.AssociateAccept):
-            return assoc
-        await assoc.close()
-        if isinstance(event, dul.AssociateReject):
-            raise AssociationRejected(event)
-        raise AssociationAborted(f"association refused: {event}")
 
     # -- ending ----------------------------------------------------------------------------
 
@@ -450,8 +482,9 @@ class Server(AsyncServing):
         host: str,
         port: int,
         *,
-        policy: dimse.AcceptorPolicy,
-        handlers: Mapping[type[dimse.Message], Handler],
+        policy: dimse.AcceptorPolicy | None = None,
+        handlers: Mapping[type[dimse.Message], Handler] | None = None,
+        service: runtime.Service[None] | None = None,
         max_associations: int = 32,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         ssl_context: ssl.SSLContext | None = None,
@@ -460,8 +493,9 @@ class Server(AsyncServing):
     ) -> None:
         self.host = host
         self.port = port
-        self.policy = policy
-        self.handlers = dict(handlers)
+        self.policy = policy  # type: ignore[assignment]
+        self.handlers = dict(handlers or {})
+        self.service = service
         self.max_associations = max_associations
         self.timeouts = timeouts
         self.ssl_context = ssl_context
@@ -516,8 +550,241 @@ class Server(AsyncServing):
         try:
             async with trio.open_nursery() as nursery:
                 assoc.nursery = nursery
-                await self._run(assoc)
+                if self.service is not None:
+                    await _run_service(assoc, self.service, self.timeouts)
+                else:
+                    await self._run(assoc)
         finally:
             self._limiter.release()
             if self.on_close is not None:
                 self.on_close(assoc)
+
+
+# -- running any service -----------------------------------------------------------------
+
+
+class Steps:
+    """How this driver answers a service's steps (:func:`examples.runtime.drive_async`).
+
+    :meth:`interrupt` (the first Ctrl-C) cancels an interruptible wait in progress and
+    delivers :class:`~examples.runtime.Interrupted` to the service there (or at its next one).
+    """
+
+    def __init__(self) -> None:
+        self.requested = 0
+        self._delivered = False
+        self._waiting: trio.CancelScope | None = None
+
+    def interrupt(self) -> None:
+        self.requested += 1
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    async def write(self, transport: Association, data: Sequence[bytes | memoryview]) -> None:
+        await transport.write(data)
+
+    async def receive(
+        self, transport: Association, timeout: float | None, interruptible: bool
+    ) -> object:
+        if not interruptible:
+            return await transport.next_event(timeout)
+        if not (self.requested and not self._delivered):
+            scope = self._waiting = trio.CancelScope()
+            try:
+                with scope:
+                    return await transport.next_event(timeout)
+            finally:
+                self._waiting = None
+        self._delivered = True
+        raise runtime.Interrupted
+
+    async def poll(self, transport: Association) -> object | None:
+        """The next event if it has arrived: in what was read already, or on the socket."""
+        try:
+            return await transport.next_event(0)  # what was read already: no read is attempted
+        except TimeoutError:
+            pass
+        stream = transport.stream
+        plain = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        sock = plain.socket  # type: ignore[attr-defined]
+        if sock.fileno() >= 0 and not select.select([sock.fileno()], [], [], 0)[0]:
+            return None
+        return await transport.next_event(transport.timeouts.dimse)
+
+    async def abort(self, transport: Association) -> None:
+        await transport.abort()
+
+    async def close(self, transport: Association) -> None:
+        await transport.close()
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    async def connect(self, step: runtime.Connect) -> tuple[Association, runtime.Association]:
+        assoc = await Association.connect(
+            step.host, step.port, timeouts=step.timeouts, on_event=step.trace
+        )
+        return assoc, runtime.Association(assoc.session, step.timeouts, step.trace)
+
+
+def run_requestor(
+    service: runtime.Service[T],
+    host: str,
+    port: int,
+    *,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    on_event: Callable[[str, object], None] | None = None,
+    interruptible: bool = False,
+) -> T:
+    """Connect to ``host:port`` and run ``service`` as the requestor, in ``trio.run``.
+
+    With ``interruptible`` (in the main thread), the first Ctrl-C is the service's
+    (:class:`~examples.runtime.Interrupted`); the second cancels it, which aborts the
+    association, and is raised as ``KeyboardInterrupt``.
+    """
+    steps = Steps()
+
+    async def run() -> T:
+        assoc = await Association.connect(
+            host,
+            port,
+            timeouts=timeouts,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            on_event=on_event,
+        )
+        link = runtime.Association(assoc.session, timeouts, on_event)
+        return await runtime.drive_async(steps, assoc, link, service(link))
+
+    async def main() -> tuple[bool, Any]:
+        if not (interruptible and threading.current_thread() is threading.main_thread()):
+            return False, await run()
+        outcome: list[Any] = []
+        error: list[BaseException] = []  # raised outside the nursery: never in a group
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(_watch, steps, scope)
+                try:
+                    outcome.append(await run())
+                except Exception as exc:
+                    error.append(exc)
+                nursery.cancel_scope.cancel()
+        if error:
+            raise error[0]
+        return (not outcome), (outcome[0] if outcome else None)
+
+    cancelled, result = trio.run(main)
+    if cancelled:
+        raise KeyboardInterrupt
+    return result  # type: ignore[no-any-return]
+
+
+async def _watch(
+    steps: Steps, scope: trio.CancelScope, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Ctrl-C: the first is the service's, the second cancels ``scope``."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()
+        async for _ in signals:
+            if steps.requested:
+                scope.cancel()
+                return
+            steps.interrupt()
+
+
+async def _run_service(
+    assoc: Association, service: runtime.Service[None], timeouts: Timeouts
+) -> None:
+    """Run an acceptor's ``service`` on ``assoc``; its end, whatever it is, is the end."""
+    link = runtime.Association(assoc.session, timeouts, assoc._on_event)
+    with contextlib.suppress(DriverError, TimeoutError, OSError):
+        await runtime.drive_async(Steps(), assoc, link, service(link))
+
+
+async def _until_stopped() -> None:
+    """Return on SIGINT or SIGTERM (in the main thread; elsewhere, wait for cancellation)."""
+    if threading.current_thread() is not threading.main_thread():
+        await trio.sleep_forever()
+    else:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                return
+
+
+def serve(
+    service: runtime.Service[None],
+    host: str,
+    port: int,
+    *,
+    on_listening: Callable[[int], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+    **options: Any,
+) -> None:
+    """Run ``service`` for each association accepted on ``host:port`` until Ctrl-C or SIGTERM,
+    then give the associations in progress :data:`GRACE` seconds.
+
+    ``options`` are :class:`Server`'s; a port that cannot be bound raises ``OSError``.
+    """
+    server = Server(host, port, service=service, **options)
+
+    async def main() -> None:
+        failure: OSError | None = None
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(server.serve)
+            except OSError as exc:  # raised out of the nursery only once it has closed
+                failure = exc
+            else:
+                if on_listening is not None:
+                    on_listening(server.port)
+                await _until_stopped()
+                if on_stopping is not None:
+                    on_stopping()
+                server.shutdown(GRACE)
+        if failure is not None:
+            raise failure
+
+    trio.run(main)
+
+
+@contextmanager
+def serving(
+    service: runtime.Service[None], host: str, port: int, **options: Any
+) -> Iterator[Server]:
+    """Serve ``service`` in a thread with its own ``trio.run`` until the block ends.
+
+    For tests and the demo; a port that cannot be bound raises ``OSError``. On exit the
+    associations in progress get :data:`GRACE` seconds.
+    """
+    server = Server(host, port, service=service, **options)
+    ready: queue.Queue[trio.lowlevel.TrioToken | BaseException] = queue.Queue()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(server.serve)
+            except BaseException as exc:
+                ready.put(exc)
+                raise
+            ready.put(trio.lowlevel.current_trio_token())
+
+    def run() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:
+            ready.put(exc)  # a second time, if it failed at the start: nobody reads it
+
+    thread = threading.Thread(target=run, name="trio server", daemon=True)
+    thread.start()
+    token = ready.get()
+    if isinstance(token, BaseException):
+        thread.join()
+        raise token
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(trio.RunFinishedError):  # it ended by itself
+            trio.from_thread.run_sync(server.shutdown, GRACE, trio_token=token)
+        thread.join(GRACE + 5)

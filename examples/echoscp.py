@@ -1,0 +1,13 @@
+"""echoscp, after DCMTK's, on the driver chosen by ``--driver`` (sockets, trio, asyncio)::
+
+python -m examples.echoscp --help
+"""
+
+import sys
+
+from examples.tools.main import entry
+
+main = entry("echoscp")
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""echoscu, after DCMTK's, on the driver chosen by ``--driver`` (sockets, trio, asyncio)::
+
+python -m examples.echoscu --help
+"""
+
+import sys
+
+from examples.tools.main import entry
+
+main = entry("echoscu")
+
+if __name__ == "__main__":
+    sys.exit(main())

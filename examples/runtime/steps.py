@@ -1,0 +1,246 @@
+"""What a service asks of its driver, and the trampolines that answer.
+
+A service is a generator: it yields a :data:`Step` each time it needs the outside world and is
+resumed with the answer (``.send``) or with the error that happened instead (``.throw``):
+
+- :class:`Send` — write these buffers, in order, as one gather-write; answered ``None``;
+- :class:`Receive` — the next event of the session (a DIMSE message, a data set fragment, a
+  PDU, ``ConnectionClosed``), reading as needed; answered with the event, or ``TimeoutError``
+  after ``timeout`` seconds, or (``interruptible``) :class:`Interrupted` on the first Ctrl-C;
+- :class:`Poll` — the next event if it has arrived already, else ``None``;
+- :class:`Abort` — send an A-ABORT if the state allows one, and close;
+- :class:`Close` — write what the protocol queued, and close;
+- :class:`Sleep` — wait ``seconds``;
+- :class:`Connect` — open another association, as the requestor (a C-MOVE's sub-association):
+  answered with its :class:`~examples.runtime.Association`, whose steps then go to it.
+
+Each step names the association it is for (``link``; the runtime's ``Association`` fills it
+in), so one service may run two at once, in turn. Its return value is the service's result. A
+driver owns everything else: the socket, TLS, ARTIM, the other timers, concurrency, signals.
+:func:`drive` and :func:`drive_async` are the trampolines, over a :class:`Driver` (blocking) or
+an :class:`AsyncDriver` (trio's or asyncio's): the async one serves both loops alike, since it
+awaits only what the driver gives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from .errors import Timeouts
+
+__all__ = [
+    "Abort",
+    "AsyncDriver",
+    "Close",
+    "Connect",
+    "Driver",
+    "Interrupted",
+    "Poll",
+    "Receive",
+    "Send",
+    "Sleep",
+    "Step",
+    "Steps",
+    "drive",
+    "drive_async",
+]
+
+T = TypeVar("T")
+Buffer = bytes | bytearray | memoryview
+
+
+class Interrupted(Exception):
+    """The user pressed Ctrl-C (once): delivered at an interruptible :class:`Receive`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Write ``buffers`` in order, in as few system calls as the transport allows.
+
+    They may be views of a buffer the service reuses after this step is answered: the driver
+    writes (or copies) them before it resumes the service.
+    """
+
+    buffers: Sequence[Buffer]
+    link: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receive:
+    """The next event of the session; ``TimeoutError`` after ``timeout`` seconds (None: never)."""
+
+    timeout: float | None
+    interruptible: bool = False
+    link: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """The next event if it has arrived already (a message begun is read to its end), or None."""
+
+    link: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """A-ABORT (if the state allows one), then close the transport."""
+
+    link: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Write what the protocol queued, then close the transport."""
+
+    link: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait ``seconds`` (qrscp's ``--delay``, for tests of C-CANCEL)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Open an association to ``host:port`` as the requestor; answered with its Association.
+
+    A failure to connect is a :class:`~examples.runtime.DriverError` thrown in. The service
+    then sends the A-ASSOCIATE-RQ on it (``yield from sub.associate(request)``); the driver
+    closes it, at the latest when the service ends.
+    """
+
+    host: str
+    port: int
+    timeouts: Timeouts
+    trace: Callable[[str, object], None] | None = None
+
+
+Step = Send | Receive | Poll | Abort | Close | Sleep | Connect
+#: A generator of steps that returns ``T``: a service, or a part of one (``yield from``).
+Steps = Generator[Step, Any, T]
+
+
+class Driver(Protocol):
+    """What :func:`drive` needs of a blocking driver: its association's transport calls
+    (``transport`` is the driver's own association object), and the steps a driver answers."""
+
+    def write(self, transport: Any, data: Sequence[Buffer]) -> None: ...
+    def receive(self, transport: Any, timeout: float | None, interruptible: bool) -> object: ...
+    def poll(self, transport: Any) -> object | None: ...
+    def abort(self, transport: Any) -> None: ...
+    def close(self, transport: Any) -> None: ...
+    def sleep(self, seconds: float) -> None: ...
+    def connect(self, step: Connect) -> tuple[Any, Any]:
+        """A new transport and the runtime Association over its session."""
+
+
+class AsyncDriver(Protocol):
+    """What :func:`drive_async` needs of an async driver; see :class:`Driver`."""
+
+    def write(self, transport: Any, data: Sequence[Buffer]) -> Awaitable[None]: ...
+    def receive(
+        self, transport: Any, timeout: float | None, interruptible: bool
+    ) -> Awaitable[object]: ...
+    def poll(self, transport: Any) -> Awaitable[object | None]: ...
+    def abort(self, transport: Any) -> Awaitable[None]: ...
+    def close(self, transport: Any) -> Awaitable[None]: ...
+    def sleep(self, seconds: float) -> Awaitable[None]: ...
+    def connect(self, step: Connect) -> Awaitable[tuple[Any, Any]]: ...
+
+
+def drive(driver: Driver, transport: Any, link: object, steps: Steps[T]) -> T:
+    """Run ``steps`` (whose association is ``link``, over ``transport``) on a blocking driver.
+
+    An ``Exception`` while answering a step goes back into the service; anything else (Ctrl-C)
+    and an error the service lets out abort its associations. All are closed at the end.
+    """
+    transports = {id(link): transport}
+    answer: object = None
+    error: Exception | None = None
+    try:
+        while True:
+            try:
+                step = steps.send(answer) if error is None else steps.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            answer, error = None, None
+            try:
+                if isinstance(step, Sleep):
+                    driver.sleep(step.seconds)
+                    continue
+                if isinstance(step, Connect):
+                    sub, answer = driver.connect(step)
+                    transports[id(answer)] = sub
+                    continue
+                target = transports.get(id(step.link), transport)
+                if isinstance(step, Send):
+                    driver.write(target, step.buffers)
+                elif isinstance(step, Receive):
+                    answer = driver.receive(target, step.timeout, step.interruptible)
+                elif isinstance(step, Poll):
+                    answer = driver.poll(target)
+                elif isinstance(step, Abort):
+                    driver.abort(target)
+                else:
+                    driver.close(target)
+            except Exception as exc:
+                error = exc
+    except BaseException:
+        steps.close()
+        for target in transports.values():
+            driver.abort(target)
+        raise
+    finally:
+        for target in transports.values():
+            driver.close(target)
+
+
+async def drive_async(driver: AsyncDriver, transport: Any, link: object, steps: Steps[T]) -> T:
+    """Run ``steps`` on an async driver (trio's or asyncio's); see :func:`drive`.
+
+    A cancellation arrives as the driver's await raising: the associations are aborted (the
+    drivers shield that last write) and the cancellation goes on.
+    """
+    transports = {id(link): transport}
+    answer: object = None
+    error: Exception | None = None
+    try:
+        while True:
+            try:
+                step = steps.send(answer) if error is None else steps.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            answer, error = None, None
+            try:
+                if isinstance(step, Sleep):
+                    await driver.sleep(step.seconds)
+                    continue
+                if isinstance(step, Connect):
+                    sub, answer = await driver.connect(step)
+                    transports[id(answer)] = sub
+                    continue
+                target = transports.get(id(step.link), transport)
+                if isinstance(step, Send):
+                    await driver.write(target, step.buffers)
+                elif isinstance(step, Receive):
+                    answer = await driver.receive(target, step.timeout, step.interruptible)
+                elif isinstance(step, Poll):
+                    answer = await driver.poll(target)
+                elif isinstance(step, Abort):
+                    await driver.abort(target)
+                else:
+                    await driver.close(target)
+            except Exception as exc:
+                error = exc
+    except BaseException:
+        steps.close()
+        for target in transports.values():
+            await driver.abort(target)
+        raise
+    finally:
+        for target in transports.values():
+            await driver.close(target)
