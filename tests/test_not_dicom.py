@@ -2,9 +2,8 @@
 
 echoscu pointed at an HTTP port used to end with "PDU of type 48H declares 1414541105 bytes,
 above the maximum length of 262144". Here a real HTTP server (``http.server``, in a thread on
-127.0.0.1) answers dul's echoscu (on its default driver, blocking sockets). The other cases (an
-HTTP request, a TLS handshake, what arrives in pieces) are at the buffer's level,
-``tests/test_buffer.py``.
+127.0.0.1) answers dul's echoscu, on each driver. The other cases (an HTTP request,
+a TLS handshake, what arrives in pieces) are at the buffer's level, ``tests/test_buffer.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from examples.tools import main
 from examples.tools.cli import ExitCode
 
@@ -44,13 +44,14 @@ def http_server() -> Iterator[int]:
         thread.join()
 
 
-def test_echoscu_to_an_http_port() -> None:
+@pytest.mark.parametrize("driver", ["sockets", "trio", "asyncio"])
+def test_echoscu_to_an_http_port(driver: str) -> None:
     """The association fails, and the message says the peer does not seem to speak DICOM and
     shows its first bytes. (http.server answers once it has read a line: a maximum length of
     2570, 0A0AH, puts a newline in the A-ASSOCIATE-RQ.)"""
     stream = io.StringIO()
     with http_server() as port:
-        argv = ["--max-pdu", "2570", "-ta", "10", HOST, str(port)]
+        argv = ["--driver", driver, "--max-pdu", "2570", "-ta", "10", HOST, str(port)]
         code = main.main("echoscu", argv, stream=stream)
     log = stream.getvalue()
     assert code == ExitCode.ASSOCIATION_FAILED, log
