@@ -119,13 +119,13 @@ def _port(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
+def _count(text: str, minimum: int = 1) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}")
     return value
 
 
@@ -278,6 +278,20 @@ def _common_network_options(group: argparse._ArgumentGroup) -> None:
     )
 
 
+def output_options(group: argparse._ArgumentGroup, what: str) -> None:
+    """-od DIR and --ignore: where a tool writes the ``what`` it receives, or nowhere."""
+    group.add_argument(
+        "-od",
+        "--output-directory",
+        default=".",
+        metavar="DIR",
+        help=f"write the {what} received into DIR, which must exist (default: .)",
+    )
+    group.add_argument(
+        "--ignore", action="store_true", help=f"receive {what} but discard them, writing nothing"
+    )
+
+
 def _tls_options(parser: Parser, *, requestor: bool) -> None:
     group = parser.add_argument_group(
         "TLS options (PS3.15 Annex B.1)",
@@ -392,16 +406,7 @@ def storescp_parser(prog: str = "storescp") -> Parser:
     )
     _acceptor_options(parser, "STORESCP")
     group = parser.add_argument_group("storage options")
-    group.add_argument(
-        "-od",
-        "--output-directory",
-        default=".",
-        metavar="DIR",
-        help="write received files into DIR, which must exist (default: .)",
-    )
-    group.add_argument(
-        "--ignore", action="store_true", help="receive data sets but discard them, writing nothing"
-    )
+    output_options(group, "data sets")
     group.add_argument(
         "--accept-all",
         action="store_true",
