@@ -104,6 +104,7 @@ def test_kinds_and_names() -> None:
     assert uids.STORAGE_SOP_CLASSES <= uids.SOP_CLASSES
     assert "1.2.840.10008.1.2.4.201" in uids.TRANSFER_SYNTAXES  # HTJ2K
     assert "1.2.840.10008.1.2.5" in uids.TRANSFER_SYNTAXES
+    assert "1.2.840.10008.1.2.4.110" in uids.TRANSFER_SYNTAXES  # JPEG XL Lossless (2024)
     assert not uids.TRANSFER_SYNTAXES & uids.SOP_CLASSES
     assert uids.UID_KINDS["1.2.840.10008.3.1.1.1"] == "Application Context Name"
     assert uids.uid_name("1.2.840.10008.1.2.1") == "Explicit VR Little Endian"

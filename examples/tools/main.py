@@ -23,10 +23,6 @@ from typing import Any, TextIO
 import dul
 from examples.apps import echo, storage, store
 from examples.apps.common import BROKEN, ExitCode, ToolError, association_failed
-from examples.apps.qr import scp as qrscp
-from examples.apps.qr import scu as qrscu
-from examples.apps.qr.common import output_directory
-from examples.apps.qr.model import EXIT_INTERRUPTED
 from examples.runtime import Service, Timeouts
 
 from . import cli, qr_cli
@@ -35,6 +31,8 @@ __all__ = ["TOOLS", "driver", "main", "server_in_thread"]
 
 #: How a user runs a tool.
 PROG = "python -m examples.{tool}"
+#: Exit status of an SCU interrupted with Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
 
 
 def driver(name: str) -> ModuleType:
@@ -92,22 +90,34 @@ def _run(
         raise ToolError(EXIT_INTERRUPTED, "interrupted") from None  # type: ignore[arg-type]
 
 
+# The Q/R tools need pydicom: imported when one runs, so that storescu and echoscu never do.
+
+
 def _findscu(args: argparse.Namespace, log: logging.Logger, out: TextIO | None = None) -> int:
-    service = qrscu.findscu(args, log, out)
+    from examples.apps.qr import scu
+
+    service = scu.findscu(args, log, out)
     return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
 
 
 def _getscu(args: argparse.Namespace, log: logging.Logger) -> int:
-    service = qrscu.getscu(args, log, output_directory(args))
+    from examples.apps.qr import scu
+    from examples.apps.qr.common import output_directory
+
+    service = scu.getscu(args, log, output_directory(args))
     return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
 
 
 def _movescu(args: argparse.Namespace, log: logging.Logger) -> int:
+    from examples.apps.qr import scu
+    from examples.apps.qr.common import output_directory
+
     if args.listen_port is None:
-        service = qrscu.movescu(args, log, None)
+        service = scu.movescu(args, log, None)
         return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
-    receiver = qrscu.Receiver(output_directory(args), log, args.max_pdu)
-    service = qrscu.movescu(args, log, receiver)
+    receiver = scu.Receiver(output_directory(args), log, args.max_pdu)
+    service = scu.movescu(args, log, receiver)
+
     try:
         serving = driver(args.driver).serving(
             receiver.service,
@@ -288,7 +298,9 @@ def _echoscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
 
 
 def _qrscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
-    return qrscp.qrscp(args, log, _timeouts(args), cli.Tracer(log, "MOVE-SCU"))
+    from examples.apps.qr import scp
+
+    return scp.qrscp(args, log, _timeouts(args), cli.Tracer(log, "MOVE-SCU"))
 
 
 #: Each tool: its parser, and what it does with the options and a logger.

@@ -52,7 +52,7 @@ from .wire import (
     decode_identifier,
     encode_identifier,
     instance_data,
-    move_contexts,
+    move_batches,
     storage_context,
 )
 
@@ -354,9 +354,7 @@ class QRSCP:
         originator = peer_ae_title(assoc.connection) or ""
         ops = SubOperations(len(instances))
         cancelled = False
-        for contexts in move_contexts(instances):
-            wanted = {(c.abstract_syntax, c.transfer_syntaxes[0]) for c in contexts}
-            batch = [i for i in instances if (i.sop_class_uid, i.transfer_syntax) in wanted]
+        for contexts, batch in move_batches(instances):
             cancelled = yield from self._move_batch(
                 assoc, event, message, address, contexts, batch, ops, originator
             )
