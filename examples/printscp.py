@@ -9,14 +9,19 @@ The printer itself is :mod:`examples.apps.print.scp`'s service.
 from __future__ import annotations
 
 import argparse
+import logging
+import ssl
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from examples.apps.common import ToolError, negotiation
 from examples.apps.print.scp import VirtualPrinter
 from examples.runtime import Timeouts
+from examples.runtime.acceptor import Negotiate
+from examples.tools import cli
 from examples.tools.cli import DRIVERS
 from examples.tools.main import driver as load_driver
 
@@ -34,12 +39,14 @@ def serving(
     *,
     timeouts: Timeouts = TIMEOUTS,
     driver: str = "sockets",
+    ssl_context: ssl.SSLContext | None = None,
+    negotiate: Negotiate | None = None,
 ) -> Iterator[Any]:
     """Run ``printer`` on ``host:port`` (0: a free port, see ``.port``) in a thread until the
-    block ends: for tests and the demo."""
-    service = printer.service()
+    block ends: for tests and the demo. ``negotiate`` replaces the printer's policy."""
+    service = printer.service(negotiate)
     with load_driver(driver).serving(
-        service, host, port, timeouts=timeouts, on_close=printer.forget
+        service, host, port, timeouts=timeouts, ssl_context=ssl_context, on_close=printer.forget
     ) as server:
         yield server
 
@@ -61,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-12bit", action="store_true", help="accept 8-bit images only")
     parser.add_argument("--no-event-reports", action="store_true", help="send no N-EVENT-REPORT")
     parser.add_argument("--driver", choices=DRIVERS, default="sockets", help="what runs it")
+    cli.users_option(parser.add_argument_group("network options"))
+    cli._tls_options(parser, requestor=False)
     args = parser.parse_args(argv)
 
     printer = VirtualPrinter(
@@ -76,14 +85,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     def listening(port: int) -> None:
         print(f"printscp: listening on {args.bind}:{port}, films go to {args.output}", flush=True)
 
-    load_driver(args.driver).serve(
-        printer.service(),
-        args.bind,
-        args.port,
-        on_listening=listening,
-        timeouts=TIMEOUTS,
-        on_close=printer.forget,
-    )
+    log = logging.getLogger("dul.tools.printscp")
+    try:
+        load_driver(args.driver).serve(
+            printer.service(negotiation(printer.policy(), args, log)),
+            args.bind,
+            args.port,
+            on_listening=listening,
+            timeouts=TIMEOUTS,
+            ssl_context=cli.server_ssl_context(args),
+            on_close=printer.forget,
+        )
+    except ToolError as exc:
+        print(f"printscp: {exc}", file=sys.stderr)
+        return exc.code
     return 0
 
 

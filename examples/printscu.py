@@ -10,16 +10,19 @@ The print job itself is :mod:`examples.apps.print.scu`'s service.
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from examples.apps.common import ToolError
+import dul
+from examples.apps.common import ToolError, user_identity
 from examples.apps.print.film import parse_display_format, pattern_image
 from examples.apps.print.scu import FilmOptions, PrintError, PrintReport, load_images, print_job
 from examples.runtime import DriverError, Timeouts
+from examples.tools import cli
 from examples.tools.cli import DRIVERS
 from examples.tools.main import driver as load_driver
 
@@ -40,6 +43,8 @@ def print_images(
     timeouts: Timeouts = TIMEOUTS,
     say: Callable[[str], None] = print,
     driver: str = "sockets",
+    ssl_context: ssl.SSLContext | None = None,
+    user_identity: dul.UserIdentity | None = None,
 ) -> PrintReport:
     """Associate with the printer at ``host:port``, print ``images`` as ``options`` say, release."""
     service = print_job(
@@ -47,9 +52,12 @@ def print_images(
         options or FilmOptions(),
         calling_ae_title=calling_ae_title,
         called_ae_title=called_ae_title,
+        user_identity=user_identity,
         say=say,
     )
-    report: PrintReport = load_driver(driver).run_requestor(service, host, port, timeouts=timeouts)
+    report: PrintReport = load_driver(driver).run_requestor(
+        service, host, port, timeouts=timeouts, ssl_context=ssl_context
+    )
     return report
 
 
@@ -84,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--patterns", type=int, default=4, help="test patterns without files")
     parser.add_argument("-td", "--dimse-timeout", type=float, default=60.0)
     parser.add_argument("--driver", choices=DRIVERS, default="sockets", help="what runs it")
+    cli.identity_options(parser)
+    cli._tls_options(parser, requestor=True)
     args = parser.parse_args(argv)
 
     options = FilmOptions(
@@ -117,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             called_ae_title=args.call,
             timeouts=Timeouts(dimse=args.dimse_timeout),
             driver=args.driver,
+            ssl_context=cli.client_ssl_context(args),
+            user_identity=user_identity(args),
         )
     except (PrintError, DriverError, TimeoutError, ValueError, OSError, ToolError) as exc:
         print(f"printscu: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ import numpy as np
 import pydicom
 import pytest
 from examples import printscp
+from examples import runtime as runtime_errors
 from examples.apps.print import common as _common
 from examples.apps.print.film import (
     GUTTER,
@@ -469,3 +470,47 @@ def test_print_on_every_driver(driver: str, tmp_path: Path) -> None:
     assert report.films == 1
     assert len(virtual.films) == 1 and virtual.films[0].path.is_file()
     assert any(line.startswith("event: ") for line in log)  # the N-EVENT-REPORT, answered
+
+
+@pytest.mark.parametrize("driver", ["sockets", "trio", "asyncio"])
+def test_print_over_tls_with_user_identity(driver: str, tmp_path: Path) -> None:
+    """TLS and user identity are the drivers' and the runtime's: the print tools have them."""
+    import argparse
+    import logging
+    import ssl
+
+    from examples.apps.common import negotiation
+
+    import dul
+    from test_tools import make_certificate
+
+    cert, key = make_certificate(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    client_context = ssl.create_default_context(cafile=str(cert))
+    users = tmp_path / "users.txt"
+    users.write_text("alice pw\n")
+    args = argparse.Namespace(users=str(users), max_ops=1)
+    virtual = VirtualPrinter(tmp_path / "films", say=str)
+    negotiate = negotiation(virtual.policy(), args, logging.getLogger("test"))
+    with printscp.serving(
+        virtual, HOST, 0, driver=driver, ssl_context=server_context, negotiate=negotiate
+    ) as server:
+
+        def job(password: bytes) -> object:
+            identity = dul.UserIdentity(identity_type=2, primary=b"alice", secondary=password)
+            return print_images(
+                HOST,
+                server.port,
+                [pattern_image(0, size=16)],
+                timeouts=TIMEOUTS,
+                say=str,
+                driver=driver,
+                ssl_context=client_context,
+                user_identity=identity,
+            )
+
+        assert job(b"pw").films == 1  # type: ignore[attr-defined]
+        with pytest.raises(runtime_errors.AssociationRejected):
+            job(b"wrong")
+    assert len(virtual.films) == 1

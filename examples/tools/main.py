@@ -294,7 +294,7 @@ def _serve(name: str, build: Callable[[argparse.Namespace, logging.Logger], Serv
 
 
 def _echoscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
-    return echo.echoscp(args)
+    return echo.echoscp(args, log)
 
 
 def _qrscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:

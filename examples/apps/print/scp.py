@@ -37,6 +37,7 @@ from pydicom.uid import generate_uid
 import dul
 from dul import dimse
 from examples.runtime import Association, DatasetReader, DriverError, Handler, Steps, acceptor
+from examples.runtime.acceptor import Negotiate
 from examples.runtime.association import Service
 
 from .common import (
@@ -192,9 +193,9 @@ class VirtualPrinter:
             dimse.NDeleteRequest: self._wrap(self._n_delete),
         }
 
-    def service(self) -> Service[None]:
-        """The per-association service of this printer."""
-        return acceptor(self.policy().evaluate, self.handlers())
+    def service(self, negotiate: Negotiate | None = None) -> Service[None]:
+        """The per-association service of this printer (``negotiate``: instead of its policy)."""
+        return acceptor(negotiate or self.policy().evaluate, self.handlers())
 
     def _state(self, assoc: Association) -> PrintState:
         with self._lock:

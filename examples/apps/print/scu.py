@@ -111,7 +111,11 @@ class PrintReport:
 
 
 def association_request(
-    calling_ae_title: str, called_ae_title: str, *, presentation_lut: bool = True
+    calling_ae_title: str,
+    called_ae_title: str,
+    *,
+    presentation_lut: bool = True,
+    user_identity: dul.UserIdentity | None = None,
 ) -> dul.AssociateRequest:
     """An A-ASSOCIATE-RQ for the grayscale meta SOP class (context 1), Presentation LUT (3)."""
     contexts = [
@@ -131,6 +135,7 @@ def association_request(
         called_ae_title=called_ae_title,
         calling_ae_title=calling_ae_title,
         presentation_contexts=tuple(contexts),
+        user_information=dul.UserInformation(user_identity=user_identity),
     )
 
 
@@ -412,11 +417,15 @@ def print_job(
     *,
     calling_ae_title: str = "PRINTSCU",
     called_ae_title: str = "ANY-SCP",
+    user_identity: dul.UserIdentity | None = None,
     say: Callable[[str], None] = print,
 ) -> Callable[[Association], Steps[PrintReport]]:
     """The service of one print job: associate, print ``images`` as ``options`` say, release."""
     request = association_request(
-        calling_ae_title, called_ae_title, presentation_lut=options.presentation_lut
+        calling_ae_title,
+        called_ae_title,
+        presentation_lut=options.presentation_lut,
+        user_identity=user_identity,
     )
 
     def service(assoc: Association) -> Steps[PrintReport]:
