@@ -683,7 +683,7 @@ def test_cancel_pynetdicom_to_dul(driver: str, pynetdicom: ModuleType, archive_d
 @cell("DCMTK movescu", "dul qrscp → DCMTK storescp", "C-MOVE, each file in its own syntax")
 @pytest.mark.parametrize(
     "syntax",
-    [qr.IMPLICIT_VR_LITTLE_ENDIAN, qr.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN],
+    [pydicom.uid.ImplicitVRLittleEndian, pydicom.uid.DeflatedExplicitVRLittleEndian],
     ids=["implicit", "deflate"],
 )
 @each_driver

@@ -28,6 +28,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from examples.apps import qr, storage
+from examples.apps.qr import common as qr_common
 from examples.apps.qr import model as qr_model
 from examples.tools import main
 from examples.tools.cli import ExitCode, ToolError
@@ -310,7 +311,7 @@ def test_retrieve_selects_on_unique_keys_only(archive: qr.Archive) -> None:
             message_id=1, affected_sop_class_uid="1.2.3", move_destination="X"
         ),
     )  # fmt: skip
-    assert qr.counters_text(final).endswith("no instance matched: nothing was retrieved")
+    assert qr_common.counters_text(final).endswith("no instance matched: nothing was retrieved")
 
 
 # -- identifiers ------------------------------------------------------------------------------
