@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 import dul
-from examples.apps import echo, storage, store
+from examples.apps import echo
 from examples.apps.common import BROKEN, ExitCode, ToolError, association_failed
 from examples.runtime import Service, Timeouts
 
@@ -90,7 +90,8 @@ def _run(
         raise ToolError(EXIT_INTERRUPTED, "interrupted") from None  # type: ignore[arg-type]
 
 
-# The Q/R tools need pydicom: imported when one runs, so that storescu and echoscu never do.
+# Each tool imports its own services when it runs: echoscu starts without the storage modules,
+# and only the Q/R tools import pydicom.
 
 
 def _findscu(args: argparse.Namespace, log: logging.Logger, out: TextIO | None = None) -> int:
@@ -148,6 +149,8 @@ def _storescu(args: argparse.Namespace, log: logging.Logger) -> int:
     tracer = cli.Tracer(log, "SCU")
     failures = 0
     try:
+        from examples.apps import storage, store
+
         for batch in storage.plan(files):
             failures += _run(args, tracer, store.store_batch(args, log, batch, progress))
             if failures and not args.no_halt:
@@ -169,8 +172,10 @@ def _storescu(args: argparse.Namespace, log: logging.Logger) -> int:
 
 def _storescu_inputs(
     args: argparse.Namespace, log: logging.Logger
-) -> tuple[list[storage.DicomFile], cli.Progress]:
+) -> tuple[list[Any], cli.Progress]:
     """The files to send (or the error that ends storescu first), and their progress display."""
+    from examples.apps import storage
+
     found = storage.find_files(args.files)
     for note in found.skipped:
         log.info("skipped %s", note)
@@ -297,6 +302,12 @@ def _echoscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
     return echo.echoscp(args, log)
 
 
+def _storescp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
+    from examples.apps import store
+
+    return store.storescp(args, log)
+
+
 def _qrscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
     from examples.apps.qr import scp
 
@@ -310,13 +321,13 @@ TOOLS: dict[
     "echoscu": (cli.echoscu_parser, _echoscu),
     "storescu": (cli.storescu_parser, _storescu),
     "echoscp": (cli.echoscp_parser, _serve("echoscp", _echoscp)),
-    "storescp": (cli.storescp_parser, _serve("storescp", store.storescp)),
+    "storescp": (cli.storescp_parser, _serve("storescp", _storescp)),
     "findscu": (qr_cli.findscu_parser, _findscu),
     "getscu": (qr_cli.getscu_parser, _getscu),
     "movescu": (qr_cli.movescu_parser, _movescu),
     "qrscp": (qr_cli.qrscp_parser, _serve("qrscp", _qrscp)),
 }
-_SERVICES = {"echoscp": _echoscp, "storescp": store.storescp, "qrscp": _qrscp}
+_SERVICES = {"echoscp": _echoscp, "storescp": _storescp, "qrscp": _qrscp}
 
 
 def main(
