@@ -13,7 +13,8 @@ reports it (``ru_maxrss``): that process's own high-water mark, interpreter and 
   and imports no pydicom), DCMTK's, pynetdicom's (it reads the file with pydicom). The receiver
   is DCMTK's ``storescp --ignore``.
 * The same tools started and stopped with no association (storescp stopped by SIGTERM,
-  storescu asked for ``--help``): what the interpreter and imports cost before any data.
+  storescu asked for ``--help``, pynetdicom's in full runs only): what the interpreter and
+  imports cost before any data.
 
 Values are MB (10**6 bytes) of peak RSS, median (min-max) of 5 runs: lower is better, and a
 ``dul/peer`` ratio below 1 means dul uses less. Only one transfer per process, so the page cache
@@ -270,7 +271,8 @@ def run(mode: str) -> list[Row]:
             measured[0],
             [(name, value) for (name, _), value in zip(idle_scps, measured[1:], strict=True)],
         )
-        idle_scus = [("pynetdicom storescu", [*pyn_scu, "--help"])]
+        # pynetdicom's (it imports pydicom: about 60 MB) in full runs only: --quick stays short.
+        idle_scus = [("pynetdicom storescu", [*pyn_scu, "--help"])] if mode == "full" else []
         if dcmtk is not None:
             idle_scus.append(("DCMTK storescu", [str(dcmtk / "storescu"), "--help"]))
         measured = _measure(

@@ -200,9 +200,12 @@ def test_pydicom_reads_what_dul_writes(tmp_path: Path, transfer_syntax: str) -> 
 
 
 @pytest.mark.interop
-def test_dcmdump_reads_what_dul_writes(tmp_path: Path, dcmtk: Dcmtk) -> None:
+@pytest.mark.parametrize("preamble", [bytes(128), None], ids=["preamble", "no-preamble"])
+def test_dcmdump_reads_what_dul_writes(
+    tmp_path: Path, dcmtk: Dcmtk, preamble: bytes | None
+) -> None:
     extra = [MetaElement(tag=0x00020017, vr="AE", value=b"SENDER")]
-    path = dul_file(tmp_path / "dul.dcm", source_ae_title="SOURCE", extra=extra)
+    path = dul_file(tmp_path / "dul.dcm", source_ae_title="SOURCE", extra=extra, preamble=preamble)
     result = dcmtk.run("dcmdump", "-M", "+L", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no warning about the meta group

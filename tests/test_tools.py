@@ -321,11 +321,55 @@ def test_store_input_errors(tools: DulTools, tmp_path: Path) -> None:
     (empty / "x.txt").write_text("nothing")
     port = str(free_port())  # never contacted: the inputs are checked first
     code, log = run_tool(tools.storescu_main, HOST, port, str(text))
-    assert (code, "not a DICOM file" in log) == (ExitCode.INVALID_INPUT_FILE, True)
+    assert (code, "notes.txt: not a DICOM Part 10 file" in log) == (
+        ExitCode.INVALID_INPUT_FILE,
+        True,
+    )
+    assert "force" not in log  # pydicom's advice (force=True) is no option of the tool
     code, log = run_tool(tools.storescu_main, HOST, port, str(tmp_path / "missing.dcm"))
     assert (code, "no such file" in log) == (ExitCode.INVALID_INPUT_FILE, True)
-    code, log = run_tool(tools.storescu_main, HOST, port, str(empty))
+    code, log = run_tool(tools.storescu_main, "-v", HOST, port, str(empty))
     assert (code, "no DICOM file" in log) == (ExitCode.NO_VALID_INPUT_FILES, True)
+    assert "skipped " in log and "x.txt: not a DICOM Part 10 file" in log and "force" not in log
+
+
+@pytest.mark.parametrize(
+    ("tool", "argv"),
+    [
+        ("echoscu", ["127.0.0.1", "9"]),
+        ("storescu", ["127.0.0.1", "9", "x.dcm"]),
+        ("findscu", ["-k", "QueryRetrieveLevel=STUDY", "127.0.0.1", "9"]),
+    ],
+)
+def test_missing_trio_says_which_extra(tool: str, argv: list[str]) -> None:
+    """Issue 16 item 5: without trio, ``--driver trio`` says in one line which extra brings it,
+    no traceback (trio hidden from the child's imports)."""
+    code = (
+        "import runpy, sys; sys.modules['trio'] = None; "
+        f"sys.argv = ['{tool}', '--driver', 'trio', *{argv!r}]; "
+        f"runpy.run_module('examples.{tool}', run_name='__main__', alter_sys=True)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    assert len(lines) == 1, lines
+    assert "the trio driver needs the trio package" in lines[0]
+    assert "pip install -e '.[examples]'" in lines[0]
+
+
+def test_examples_extra_brings_every_driver_dependency() -> None:
+    """The extra the docs and scripts/demo.sh install for the tools: pydicom and trio (asyncio
+    and the sockets driver need nothing more); read from dul's installed metadata."""
+    from importlib.metadata import requires
+
+    extra = {
+        re.split(r"[<>=!~;\s\[]", requirement, maxsplit=1)[0].lower()
+        for requirement in requires("dul") or []
+        if re.search(r"""extra\s*==\s*["']examples["']""", requirement)
+    }
+    assert extra == {"pydicom", "trio"}
 
 
 def test_store_unknown_sop_class(tools: DulTools, tmp_path: Path) -> None:
@@ -379,9 +423,12 @@ def test_store_failure_status_halts_unless_no_halt(tools: DulTools, tmp_path: Pa
         code, log = run_tool(tools.storescu_main, HOST, str(port), *map(str, files))
         assert code == ExitCode.REQUEST_FAILED
         assert "status 0xA700 (failure): cannot store the file" in log
+        # Issue 16 item 5: halted after the first, none of the 3 is stored, and it says so.
+        assert "E: 3 of 3 files not stored (2 not sent: halted at the first failure" in log
         assert [p.name for p in out.iterdir()] == [f"CT.{first}"]  # no partial file left
         code, log = run_tool(tools.storescu_main, "-nh", HOST, str(port), *map(str, files))
         assert code == ExitCode.REQUEST_FAILED
+        assert "E: 1 of 3 files not stored\n" in log
         assert (
             "2 of 3 files stored"
             in run_tool(tools.storescu_main, "-v", "-nh", HOST, str(port), *map(str, files))[1]

@@ -160,8 +160,8 @@ def read_dicom_file(path: Path) -> DicomFile:
         with open(path, "rb") as fp:
             meta = part10.read_file_meta(fp)
             size = os.fstat(fp.fileno()).st_size
-    except part10.InvalidFileMeta as exc:
-        raise InvalidFile(f"{path}: not a DICOM file ({exc})") from exc
+    except part10.InvalidFileMeta as exc:  # one line of ours, never pydicom's "force=True"
+        raise InvalidFile(f"{path}: not a DICOM Part 10 file ({exc})") from exc
     except OSError as exc:
         raise InvalidFile(f"{path}: cannot read: {exc.strerror or exc}") from exc
     sop_class = meta.media_storage_sop_class_uid
@@ -388,6 +388,6 @@ def storage_policy(
     if accept_all:
         contexts = AnyAbstractSyntax(TRANSFER_SYNTAXES)
     else:
-        contexts = dict.fromkeys(STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES)
+        contexts = dict.fromkeys(sorted(STORAGE_SOP_CLASSES), TRANSFER_SYNTAXES)
         contexts[dimse.VERIFICATION_SOP_CLASS] = TRANSFER_SYNTAXES[:2]
     return dimse.AcceptorPolicy(contexts=contexts, ae_title=ae_title, maximum_length=maximum_length)

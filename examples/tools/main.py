@@ -44,7 +44,8 @@ def driver(name: str) -> ModuleType:
             raise
         raise ToolError(
             ExitCode.USAGE,
-            f"the {name} driver needs the {name} package: pip install 'dul[examples]'",
+            f"the {name} driver needs the {name} package, which is not installed: "
+            "pip install -e '.[examples]' (the extra with every driver's dependency)",
         ) from exc
 
 
@@ -157,15 +158,18 @@ def _storescu(args: argparse.Namespace, log: logging.Logger) -> int:
                 break
     finally:
         progress.finish()
+    total, stored = len(files), progress.files - failures
     log.info(
         "%d of %d files stored, %.1f MB in %.2f s",
-        progress.files - failures,
-        len(files),
+        stored,
+        total,
         progress.bytes / 1e6,
         progress.elapsed,
     )
-    if failures:
-        log.error("%d file(s) not stored", failures)
+    if stored < total:  # files never sent (halted at the first failure) are not stored either
+        unsent = total - progress.files
+        halted = f" ({unsent} not sent: halted at the first failure; -nh goes on)" if unsent else ""
+        log.error("%d of %d files not stored%s", total - stored, total, halted)
         return ExitCode.REQUEST_FAILED
     return ExitCode.OK
 
@@ -349,6 +353,7 @@ def main(
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     with cli.tool_logger(tool, args, stream) as log:
         try:
+            driver(args.driver)  # a missing driver library is said before any work starts
             return _findscu(args, log, out) if tool == "findscu" else body(args, log)
         except ToolError as exc:
             log.critical("%s", exc)
