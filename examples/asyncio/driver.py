@@ -421,9 +421,11 @@ class Server:
         on_event: Callable[[str, object], None] | None = None,
         on_close: Callable[[Association], None] | None = None,
         backlog: int = 1024,
+        listener: socket.socket | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.listener = listener  # a socket already listening (a worker's) is served as it is
         self.service = service
         self.max_associations = max_associations
         self.timeouts = timeouts
@@ -438,10 +440,14 @@ class Server:
     async def start(self) -> None:
         """Listen; :attr:`port` is the port bound."""
         loop = asyncio.get_running_loop()
+        where: dict[str, Any] = (
+            {"sock": self.listener}
+            if self.listener is not None
+            else {"host": self.host, "port": self.port}
+        )
         self._server = await loop.create_server(
             self._protocol,
-            self.host,
-            self.port,
+            **where,
             backlog=self.backlog,
             ssl=self.ssl_context,
             ssl_handshake_timeout=self.timeouts.acse if self.ssl_context is not None else None,

@@ -271,7 +271,8 @@ class Server:
     """An acceptor on ``host:port``: one thread per association, at most ``max_associations``.
 
     A request beyond that bound is rejected (transient, local limit exceeded: RJ 2/3/2).
-    ``port=0`` binds a free port (see :attr:`port`).
+    ``port=0`` binds a free port (see :attr:`port`); ``listener``, a socket already listening,
+    is served instead of binding one.
     """
 
     def __init__(
@@ -285,6 +286,7 @@ class Server:
         ssl_context: ssl.SSLContext | None = None,
         on_event: Callable[[str, object], None] | None = None,
         on_close: Callable[[Association], None] | None = None,
+        listener: socket.socket | None = None,
     ) -> None:
         self.service = service
         self.timeouts = timeouts
@@ -297,7 +299,8 @@ class Server:
         self._handoff: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
         self._idle = 0  # workers waiting on _handoff
         self._stopping = threading.Event()
-        self._listener = socket.create_server((host, port), reuse_port=False)
+        # A listening socket given (a worker of examples.workers) is served as it is.
+        self._listener = listener or socket.create_server((host, port), reuse_port=False)
         self.port: int = self._listener.getsockname()[1]
 
     def serve_forever(self) -> None:

@@ -265,6 +265,14 @@ def _acceptor_options(parser: Parser, aet: str) -> None:
         metavar="N",
         help="serve at most N associations at once; more are rejected, transient (default: 32)",
     )
+    group.add_argument(
+        "--workers",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="serve from N worker processes sharing the listening socket, every core used (as "
+        "DCMTK's storescp --fork); a worker that dies is replaced (default: 1, this process)",
+    )
     _common_network_options(group)
     users_option(group)
 

@@ -14,6 +14,7 @@ import contextvars
 import importlib
 import itertools
 import logging
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ import dul
 from examples.apps import echo
 from examples.apps.common import BROKEN, ExitCode, ToolError, association_failed
 from examples.runtime import Service, Timeouts
+from examples.workers import run_workers
 
 from . import cli, qr_cli
 
@@ -286,14 +288,31 @@ def _serve(name: str, build: Callable[[argparse.Namespace, logging.Logger], Serv
             if args.port == 0:
                 print(f"{name}: listening on {args.bind}:{port}", flush=True)
 
+        serve = driver(args.driver).serve
+        options = _server_options(args, log)
+
+        def stopping() -> None:
+            log.info("%s: interrupted, stopping", name)
+
+        if args.workers > 1:
+            try:
+                listener = socket.create_server((args.bind, args.port), backlog=1024)
+            except OSError as exc:
+                raise _listen_failed(args, exc) from exc
+            listening(listener.getsockname()[1])
+
+            def worker(sock: socket.socket) -> None:
+                serve(service, args.bind, args.port, listener=sock, **options)
+
+            return run_workers(listener, args.workers, worker, log=log)
         try:
-            driver(args.driver).serve(
+            serve(
                 service,
                 args.bind,
                 args.port,
                 on_listening=listening,
-                on_stopping=lambda: log.info("%s: interrupted, stopping", name),
-                **_server_options(args, log),
+                on_stopping=stopping,
+                **options,
             )
         except OSError as exc:
             raise _listen_failed(args, exc) from exc

@@ -405,9 +405,11 @@ class Server:
         ssl_context: ssl.SSLContext | None = None,
         on_event: Callable[[str, object], None] | None = None,
         on_close: Callable[[Association], None] | None = None,
+        listener: socket.socket | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.listener = listener  # a socket already listening (a worker's) is served as it is
         self.service = service
         self.max_associations = max_associations
         self.timeouts = timeouts
@@ -421,7 +423,10 @@ class Server:
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until :meth:`shutdown` (or cancellation, which aborts them all)."""
         self._limiter = trio.CapacityLimiter(self.max_associations)
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        if self.listener is not None:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(self.listener))]
+        else:
+            listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as associations:
             self._associations = associations
