@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -659,10 +660,54 @@ def test_python_m_entry_points(driver: str, tree: dict[str, Path], tmp_path: Pat
     assert len(list(out.glob("CT.*"))) == 3
 
 
+def _children(pid: int) -> set[int]:
+    return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_storescp_workers(driver: str, tree: dict[str, Path], tmp_path: Path) -> None:
+    """``--workers 2`` (issue 15): two processes serve one port; a worker killed with SIGKILL is
+    replaced and the others go on; SIGTERM stops them all, and every file stored is whole."""
+    out, inputs = tmp_path / "out", tmp_path / "in"  # the tree's three files, sent each time
+    out.mkdir()
+    port = free_port()
+    server = subprocess.Popen(
+        python_m("examples.storescp", "--driver", driver, "--workers", "2", "-od", str(out),
+                 str(port)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), cwd=ROOT,
+    )  # fmt: skip
+
+    def store() -> None:
+        command = python_m("examples.storescu", "--driver", driver, HOST, str(port), str(inputs))
+        result = subprocess.run(
+            command, env=child_env(), cwd=ROOT, capture_output=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+
+    try:
+        wait_listening(port)
+        wait_for(lambda: len(_children(server.pid)) == 2)
+        workers = _children(server.pid)
+        store()
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(_children(server.pid) - {victim}) == 2)
+        for _ in range(4):  # served by the survivor and the new worker, whichever accepts
+            store()
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert f"worker {victim} killed by SIGKILL; starting another".encode() in output
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    stored = list(out.glob("CT.*"))  # the same three instances, stored five times over
+    assert len(stored) == 3 and all(read_stored(p).PixelData for p in stored)
+
+
 #: Run a driver's storescu in this child, then say whether pydicom was imported.
 _STORESCU_WITHOUT_PYDICOM = """
 import runpy, sys
-sys.argv = ["storescu", *sys.argv[1:]]
+sys.argv = ["storescu", *sys.argv[2:]]
 try:
     runpy.run_module(MODULE, run_name="__main__")
 except SystemExit as exc:
@@ -678,19 +723,12 @@ def test_storescu_sends_without_pydicom(
     driver: str, dcmtk: Dcmtk, tree: dict[str, Path], tmp_path: Path
 ) -> None:
     """Reading the files' meta groups is dul.part10's: storescu imports no pydicom at all."""
-    script = _STORESCU_WITHOUT_PYDICOM.replace("MODULE", repr("examples.storescu"))
+    module = "examples.storescu"
+    script = _STORESCU_WITHOUT_PYDICOM.replace("MODULE", repr(module))
     with dcmtk.storescp(tmp_path, "+xa") as port:  # +xa: deflate too
+        argv = [module, "--driver", driver, HOST, str(port), str(tmp_path / "in")]
         result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                script,
-                "--driver",
-                driver,
-                HOST,
-                str(port),
-                str(tmp_path / "in"),
-            ],
+            [sys.executable, "-c", script, *argv],
             env=child_env(),
             cwd=ROOT,
             capture_output=True,

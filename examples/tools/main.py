@@ -14,6 +14,7 @@ import contextvars
 import importlib
 import itertools
 import logging
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,9 +22,10 @@ from types import ModuleType
 from typing import Any, TextIO
 
 import dul
-from examples.apps import echo, storage, store
+from examples.apps import echo
 from examples.apps.common import BROKEN, ExitCode, ToolError, association_failed
 from examples.runtime import Service, Timeouts
+from examples.workers import run_workers
 
 from . import cli, qr_cli
 
@@ -31,6 +33,8 @@ __all__ = ["TOOLS", "driver", "main", "server_in_thread"]
 
 #: How a user runs a tool.
 PROG = "python -m examples.{tool}"
+#: Exit status of an SCU interrupted with Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
 
 
 def driver(name: str) -> ModuleType:
@@ -86,39 +90,38 @@ def _run(
         if not interruptible:
             raise
         tracer.logger.error("interrupted again: association aborted")
-        from examples.apps.qr.model import EXIT_INTERRUPTED  # Q/R (pydicom) only when used
-
         raise ToolError(EXIT_INTERRUPTED, "interrupted") from None  # type: ignore[arg-type]
 
 
-# The Q/R services read identifiers with pydicom: imported by the Q/R tools only, so that the
-# storage and echo tools start without it.
+# Each tool imports its own services when it runs: echoscu starts without the storage modules,
+# and only the Q/R tools import pydicom.
 
 
 def _findscu(args: argparse.Namespace, log: logging.Logger, out: TextIO | None = None) -> int:
-    from examples.apps.qr import scu as qrscu
+    from examples.apps.qr import scu
 
-    service = qrscu.findscu(args, log, out)
+    service = scu.findscu(args, log, out)
     return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
 
 
 def _getscu(args: argparse.Namespace, log: logging.Logger) -> int:
-    from examples.apps.qr import scu as qrscu
+    from examples.apps.qr import scu
     from examples.apps.qr.common import output_directory
 
-    service = qrscu.getscu(args, log, output_directory(args))
+    service = scu.getscu(args, log, output_directory(args))
     return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
 
 
 def _movescu(args: argparse.Namespace, log: logging.Logger) -> int:
-    from examples.apps.qr import scu as qrscu
+    from examples.apps.qr import scu
     from examples.apps.qr.common import output_directory
 
     if args.listen_port is None:
-        service = qrscu.movescu(args, log, None)
+        service = scu.movescu(args, log, None)
         return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
-    receiver = qrscu.Receiver(output_directory(args), log, args.max_pdu)
-    service = qrscu.movescu(args, log, receiver)
+    receiver = scu.Receiver(output_directory(args), log, args.max_pdu)
+    service = scu.movescu(args, log, receiver)
+
     try:
         serving = driver(args.driver).serving(
             receiver.service,
@@ -149,6 +152,8 @@ def _storescu(args: argparse.Namespace, log: logging.Logger) -> int:
     tracer = cli.Tracer(log, "SCU")
     failures = 0
     try:
+        from examples.apps import storage, store
+
         for batch in storage.plan(files):
             failures += _run(args, tracer, store.store_batch(args, log, batch, progress))
             if failures and not args.no_halt:
@@ -173,8 +178,10 @@ def _storescu(args: argparse.Namespace, log: logging.Logger) -> int:
 
 def _storescu_inputs(
     args: argparse.Namespace, log: logging.Logger
-) -> tuple[list[storage.DicomFile], cli.Progress]:
+) -> tuple[list[Any], cli.Progress]:
     """The files to send (or the error that ends storescu first), and their progress display."""
+    from examples.apps import storage
+
     found = storage.find_files(args.files)
     for note in found.skipped:
         log.info("skipped %s", note)
@@ -281,14 +288,31 @@ def _serve(name: str, build: Callable[[argparse.Namespace, logging.Logger], Serv
             if args.port == 0:
                 print(f"{name}: listening on {args.bind}:{port}", flush=True)
 
+        serve = driver(args.driver).serve
+        options = _server_options(args, log)
+
+        def stopping() -> None:
+            log.info("%s: interrupted, stopping", name)
+
+        if args.workers > 1:
+            try:
+                listener = socket.create_server((args.bind, args.port), backlog=1024)
+            except OSError as exc:
+                raise _listen_failed(args, exc) from exc
+            listening(listener.getsockname()[1])
+
+            def worker(sock: socket.socket) -> None:
+                serve(service, args.bind, args.port, listener=sock, **options)
+
+            return run_workers(listener, args.workers, worker, log=log)
         try:
-            driver(args.driver).serve(
+            serve(
                 service,
                 args.bind,
                 args.port,
                 on_listening=listening,
-                on_stopping=lambda: log.info("%s: interrupted, stopping", name),
-                **_server_options(args, log),
+                on_stopping=stopping,
+                **options,
             )
         except OSError as exc:
             raise _listen_failed(args, exc) from exc
@@ -298,13 +322,19 @@ def _serve(name: str, build: Callable[[argparse.Namespace, logging.Logger], Serv
 
 
 def _echoscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
-    return echo.echoscp(args)
+    return echo.echoscp(args, log)
+
+
+def _storescp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
+    from examples.apps import store
+
+    return store.storescp(args, log)
 
 
 def _qrscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
-    from examples.apps.qr import scp as qrscp
+    from examples.apps.qr import scp
 
-    return qrscp.qrscp(args, log, _timeouts(args), cli.Tracer(log, "MOVE-SCU"))
+    return scp.qrscp(args, log, _timeouts(args), cli.Tracer(log, "MOVE-SCU"))
 
 
 #: Each tool: its parser, and what it does with the options and a logger.
@@ -314,13 +344,13 @@ TOOLS: dict[
     "echoscu": (cli.echoscu_parser, _echoscu),
     "storescu": (cli.storescu_parser, _storescu),
     "echoscp": (cli.echoscp_parser, _serve("echoscp", _echoscp)),
-    "storescp": (cli.storescp_parser, _serve("storescp", store.storescp)),
+    "storescp": (cli.storescp_parser, _serve("storescp", _storescp)),
     "findscu": (qr_cli.findscu_parser, _findscu),
     "getscu": (qr_cli.getscu_parser, _getscu),
     "movescu": (qr_cli.movescu_parser, _movescu),
     "qrscp": (qr_cli.qrscp_parser, _serve("qrscp", _qrscp)),
 }
-_SERVICES = {"echoscp": _echoscp, "storescp": store.storescp, "qrscp": _qrscp}
+_SERVICES = {"echoscp": _echoscp, "storescp": _storescp, "qrscp": _qrscp}
 
 
 def main(

@@ -252,20 +252,6 @@ def output_directory(args: argparse.Namespace) -> Path | None:
     return directory
 
 
-def associate_request(
-    args: argparse.Namespace,
-    contexts: tuple[dul.PresentationContext, ...],
-    roles: tuple[dul.RoleSelection, ...] = (),
-) -> dul.AssociateRequest:
-    """The A-ASSOCIATE-RQ of an SCU, from its options."""
-    return dul.AssociateRequest(
-        called_ae_title=args.call,
-        calling_ae_title=args.aetitle,
-        presentation_contexts=contexts,
-        user_information=dul.UserInformation(maximum_length=args.max_pdu, role_selections=roles),
-    )
-
-
 # -- what every driver's tools share ------------------------------------------------------------
 
 

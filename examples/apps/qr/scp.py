@@ -16,7 +16,7 @@ from typing import Any
 import dul
 from dul import dimse
 from examples.apps import echo, storage
-from examples.apps.common import BROKEN, UID_NAMES, message_name
+from examples.apps.common import BROKEN, UID_NAMES, message_name, negotiation
 from examples.runtime import (
     Association,
     DatasetReader,
@@ -75,7 +75,7 @@ def qrscp(
         dimse.CGetRequest: scp.get,
         dimse.CMoveRequest: scp.move,
     }
-    return acceptor(policy.evaluate, handlers)
+    return acceptor(negotiation(policy, args, log), handlers)
 
 
 class QRSCP:
