@@ -9,10 +9,12 @@ reports it (``ru_maxrss``): that process's own high-water mark, interpreter and 
   ``+B`` (bit-preserving: written as it arrives), pynetdicom's ``python -m pynetdicom storescp``
   (as shipped: the data set in memory). The sender is DCMTK's storescu for all of them
   (``TCP_NODELAY=1``).
-* **storescu**, sending the same file: dul's, DCMTK's, pynetdicom's (it reads the file with
-  pydicom). The receiver is DCMTK's ``storescp --ignore``.
-* The same tools started and stopped with no association: what the interpreter and imports cost
-  before any data.
+* **storescu**, sending the same file: dul's (it reads the meta group with :mod:`dul.part10`
+  and imports no pydicom), DCMTK's, pynetdicom's (it reads the file with pydicom). The receiver
+  is DCMTK's ``storescp --ignore``.
+* The same tools started and stopped with no association (storescp stopped by SIGTERM,
+  storescu asked for ``--help``, pynetdicom's in full runs only): what the interpreter and
+  imports cost before any data.
 
 Values are MB (10**6 bytes) of peak RSS, median (min-max) of 5 runs: lower is better, and a
 ``dul/peer`` ratio below 1 means dul uses less. Only one transfer per process, so the page cache
@@ -268,6 +270,22 @@ def run(mode: str) -> list[Row]:
             "storescp started and stopped, no association (interpreter and imports)",
             measured[0],
             [(name, value) for (name, _), value in zip(idle_scps, measured[1:], strict=True)],
+        )
+        # pynetdicom's (it imports pydicom: about 60 MB) in full runs only: --quick stays short.
+        idle_scus = [("pynetdicom storescu", [*pyn_scu, "--help"])] if mode == "full" else []
+        if dcmtk is not None:
+            idle_scus.append(("DCMTK storescu", [str(dcmtk / "storescu"), "--help"]))
+        measured = _measure(
+            [
+                lambda cmd=cmd: peak_rss(cmd, report)  # type: ignore[misc]
+                for cmd in [[*dul_scu, "--help"], *(cmd for _, cmd in idle_scus)]
+            ],
+            warmup=False,
+        )
+        rows += _row(
+            "storescu started with --help, no association (interpreter and imports)",
+            measured[0],
+            [(name, value) for (name, _), value in zip(idle_scus, measured[1:], strict=True)],
         )
     return rows
 

@@ -3,9 +3,10 @@
 Many associations at once into one SCP: ``bench_load``.
 
 Every server is a child process on 127.0.0.1, started once and stopped by its PID: dul's
-blocking-sockets ``echoscp`` tool, a trio and an asyncio server on dul's drivers (``--serve``
-below), a pynetdicom ``AE`` as shipped, and DCMTK's ``storescp`` (with ``TCP_NODELAY=1``). The
-clients run in this process, except DCMTK's ``echoscu``, which runs as users run it:
+``echoscp`` tool on the sockets driver and ``storescp --ignore`` on trio and asyncio, a
+pynetdicom ``AE`` as shipped (``--serve`` below), and DCMTK's ``storescp`` (with
+``TCP_NODELAY=1``). The clients run in this process, except DCMTK's ``echoscu``, which runs
+as users run it:
 
 * **C-ECHO round trips** on one association: each repeat opens an association (not timed), times
   K C-ECHOs one after the other, releases. DCMTK: ``echoscu --repeat K+1`` minus
@@ -24,7 +25,7 @@ work, which load disturbs far less (its unit says "/CPU-s"). The repeats of the 
 group are interleaved, so load from other processes falls on all alike.
 
     python -m benchmarks.bench_network [--quick | --smoke]     # the rows
-    python -m benchmarks.bench_network --serve trio PORT        # a server, for the rows
+    python -m benchmarks.bench_network --serve pynetdicom PORT  # a server, for the rows
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import signal
+import importlib
 import socket
 import subprocess
 import sys
@@ -41,8 +42,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from examples.sockets.driver import Timeouts
+from examples.runtime import Timeouts
 
 import dul
 from dul import dimse
@@ -126,114 +128,98 @@ def _timeouts() -> Timeouts:
 
 
 # -- dul clients --------------------------------------------------------------------------------
+#
+# Each is a service (``examples.runtime``) that times its own work, run by the driver named: the
+# sockets driver directly, trio and asyncio inside one event loop for all its associations.
 
 
-def sockets_echoes(watch: Stopwatch, port: int, count: int) -> Timed:
-    """``count`` C-ECHOs on one association of the blocking-sockets driver; (count, seconds)."""
-    from examples.sockets.driver import Association
+def _driver(kind: str) -> Any:
+    return importlib.import_module(f"examples.{kind}.driver")
 
-    assoc = Association.request(HOST, port, ECHO_REQUEST, timeouts=_timeouts())
-    try:
-        started = watch.start()
+
+def _run(kind: str, services: Sequence[Any]) -> list[Any]:
+    """Run ``services``, one association each, one after the other, on driver ``kind``."""
+    from examples import runtime
+
+    module = _driver(kind)
+    if kind == "sockets":
+        return [
+            module.run_requestor(service, HOST, port, timeouts=_timeouts())
+            for service, port in services
+        ]
+
+    async def main() -> list[Any]:
+        results = []
+        for service, port in services:
+            assoc = await module.Association.connect(HOST, port, timeouts=_timeouts())
+            link = runtime.Association(assoc.session, _timeouts())
+            results.append(await runtime.drive_async(module.Steps(), assoc, link, service(link)))
+        return results
+
+    if kind == "trio":
+        import trio
+
+        return trio.run(main)  # type: ignore[no-any-return]
+    return asyncio.run(main())
+
+
+def _echoes(count: int, watch: Stopwatch | None = None) -> Any:
+    """A service: associate, ``count`` C-ECHOs (timed by ``watch``, if given), release."""
+    from examples.apps.echo import echo
+
+    def service(assoc: Any) -> Any:
+        yield from assoc.associate(ECHO_REQUEST)
+        context_id = assoc.context_for(dimse.VERIFICATION_SOP_CLASS)
+        started = watch.start() if watch is not None else None
         for _ in range(count):
-            if assoc.echo() != 0:
+            if (yield from echo(assoc, context_id)) != 0:
                 raise RuntimeError("C-ECHO failed")
-        timed = watch.stop(started, count)
-    finally:
-        assoc.release()
-    return timed
+        timed = watch.stop(started, count) if watch is not None else None
+        yield from assoc.release()
+        return timed
+
+    return service
 
 
-def sockets_associations(watch: Stopwatch, port: int, count: int) -> Timed:
+def dul_echoes(kind: str, watch: Stopwatch, port: int, count: int) -> Timed:
+    """``count`` C-ECHOs on one association of driver ``kind``; (count, seconds)."""
+    (timed,) = _run(kind, [(_echoes(count, watch), port)])
+    return timed  # type: ignore[no-any-return]
+
+
+def dul_associations(kind: str, watch: Stopwatch, port: int, count: int) -> Timed:
     """``count`` associations (request, C-ECHO, release), one after the other."""
-    from examples.sockets.driver import Association
-
-    timeouts = _timeouts()
     started = watch.start()
-    for _ in range(count):
-        assoc = Association.request(HOST, port, ECHO_REQUEST, timeouts=timeouts)
-        try:
-            if assoc.echo() != 0:
-                raise RuntimeError("C-ECHO failed")
-        finally:
-            assoc.release()
+    _run(kind, [(_echoes(1), port)] * count)
     return watch.stop(started, count)
 
 
-def trio_echoes(watch: Stopwatch, port: int, count: int) -> Timed:
-    """As :func:`sockets_echoes`, on the trio driver."""
-    import trio
-    from examples.trio.driver import Association
-
-    async def main() -> Timed:
-        assoc = await Association.request(HOST, port, ECHO_REQUEST, timeouts=_timeouts())
-        try:
-            started = watch.start()
-            for _ in range(count):
-                if await assoc.echo() != 0:
-                    raise RuntimeError("C-ECHO failed")
-            return watch.stop(started, count)
-        finally:
-            await assoc.release()
-
-    return trio.run(main)
+sockets_echoes = functools.partial(dul_echoes, "sockets")
+trio_echoes = functools.partial(dul_echoes, "trio")
+asyncio_echoes = functools.partial(dul_echoes, "asyncio")
+sockets_associations = functools.partial(dul_associations, "sockets")
+trio_associations = functools.partial(dul_associations, "trio")
+asyncio_associations = functools.partial(dul_associations, "asyncio")
 
 
-def trio_associations(watch: Stopwatch, port: int, count: int) -> Timed:
-    """As :func:`sockets_associations`, on the trio driver."""
-    import trio
-    from examples.trio.driver import Association
-
-    async def main() -> Timed:
-        timeouts = _timeouts()
-        started = watch.start()
-        for _ in range(count):
-            assoc = await Association.request(HOST, port, ECHO_REQUEST, timeouts=timeouts)
-            try:
-                if await assoc.echo() != 0:
-                    raise RuntimeError("C-ECHO failed")
-            finally:
-                await assoc.release()
-        return watch.stop(started, count)
-
-    return trio.run(main)
-
-
-def asyncio_echoes(watch: Stopwatch, port: int, count: int) -> Timed:
-    """As :func:`sockets_echoes`, on the asyncio driver."""
-    from examples.asyncio.driver import Association
-
-    async def main() -> Timed:
-        assoc = await Association.request(HOST, port, ECHO_REQUEST, timeouts=_timeouts())
-        try:
-            started = watch.start()
-            for _ in range(count):
-                if await assoc.echo() != 0:
-                    raise RuntimeError("C-ECHO failed")
-            return watch.stop(started, count)
-        finally:
-            await assoc.release()
-
-    return asyncio.run(main())
-
-
-def asyncio_associations(watch: Stopwatch, port: int, count: int) -> Timed:
-    """As :func:`sockets_associations`, on the asyncio driver."""
-    from examples.asyncio.driver import Association
-
-    async def main() -> Timed:
-        timeouts = _timeouts()
-        started = watch.start()
-        for _ in range(count):
-            assoc = await Association.request(HOST, port, ECHO_REQUEST, timeouts=timeouts)
-            try:
-                if await assoc.echo() != 0:
-                    raise RuntimeError("C-ECHO failed")
-            finally:
-                await assoc.release()
-        return watch.stop(started, count)
-
-    return asyncio.run(main())
+def _store(assoc: Any, uid: str, data: Any, length: int | None = None) -> Any:
+    """C-STORE ``data`` (bytes, or chunks adding up to ``length``): the status."""
+    context_id = assoc.context_for(CT_IMAGE_STORAGE)
+    request = dimse.CStoreRequest(
+        message_id=assoc.session.next_message_id(),
+        affected_sop_class_uid=CT_IMAGE_STORAGE,
+        affected_sop_instance_uid=uid,
+    )
+    if length is None:
+        yield from assoc.send(request, context_id=context_id, dataset=data)
+    else:
+        yield from assoc.send(request, context_id=context_id, dataset_follows=True)
+        sent = 0
+        for chunk in data:
+            sent += len(chunk)
+            yield from assoc.send_dataset(context_id, chunk, is_last=sent >= length)
+    response, _ = yield from assoc.receive_response()
+    return response.status
 
 
 # -- pynetdicom and DCMTK clients ---------------------------------------------------------------
@@ -354,8 +340,6 @@ def _chunk(size: int) -> memoryview:
 
 def sockets_stream(watch: Stopwatch, port: int, total: int, max_pdu: int) -> Timed:
     """One C-STORE of ``total`` bytes, streamed from memory; work in MB."""
-    from examples.sockets.driver import Association
-
     request = _request(CT_IMAGE_STORAGE, dimse.EXPLICIT_VR_LITTLE_ENDIAN)
     request = dul.AssociateRequest(
         called_ae_title=request.called_ae_title,
@@ -363,29 +347,31 @@ def sockets_stream(watch: Stopwatch, port: int, total: int, max_pdu: int) -> Tim
         presentation_contexts=request.presentation_contexts,
         user_information=dul.UserInformation(maximum_length=max_pdu),
     )
-    assoc = Association.request(HOST, port, request, timeouts=_timeouts())
-    fragment = (assoc.connection.max_send_length or 1 << 20) - 6
-    fragment -= fragment % 2
-    piece = fragment * max(1, (1 << 20) // fragment)
-    chunk = _chunk(piece)
 
-    def chunks() -> Iterator[memoryview]:
-        left = total
-        while left > 0:
-            yield chunk[: min(piece, left)]
-            left -= piece
+    def service(assoc: Any) -> Any:
+        yield from assoc.associate(request)
+        fragment = (assoc.connection.max_send_length or 1 << 20) - 6
+        fragment -= fragment % 2
+        piece = fragment * max(1, (1 << 20) // fragment)
+        chunk = _chunk(piece)
 
-    try:
+        def chunks() -> Iterator[memoryview]:
+            left = total
+            while left > 0:
+                yield chunk[: min(piece, left)]
+                left -= piece
+
         started = watch.start()
-        response = assoc.store(
-            CT_IMAGE_STORAGE, "1.2.826.0.1.3680043.10.1234.9", chunks(), length=total
-        )
+        uid = "1.2.826.0.1.3680043.10.1234.9"
+        status = yield from _store(assoc, uid, chunks(), length=total)
         timed = watch.stop(started, total / MB)
-    finally:
-        assoc.release()
-    if response.status != 0:
-        raise RuntimeError(f"C-STORE failed: 0x{response.status:04X}")
-    return timed
+        yield from assoc.release()
+        if status != 0:
+            raise RuntimeError(f"C-STORE failed: 0x{status:04X}")
+        return timed
+
+    (timed,) = _run("sockets", [(service, port)])
+    return timed  # type: ignore[no-any-return]
 
 
 def loopback_seconds(total: int, send_size: int = 1 << 20, recv_size: int = 256 << 10) -> float:
@@ -438,97 +424,20 @@ def loopback(total: int) -> Callable[[], Timed]:
 # -- servers ------------------------------------------------------------------------------------
 
 
-def _store_policy() -> dimse.AcceptorPolicy:
-    from examples.apps.storage import storage_policy
-
-    return storage_policy(ae_title=None, maximum_length=MAX_PDU)
-
-
 def serve(kind: str, port: int) -> None:
-    """Serve C-ECHO (and C-STORE, discarding data sets) on ``port`` until killed."""
-    if kind == "trio":
-        _serve_trio(port)
-    elif kind == "asyncio":
-        _serve_asyncio(port)
-    elif kind == "pynetdicom":
-        from pynetdicom import AE
-
-        ae = AE(ae_title="ANY-SCP")
-        ae.add_supported_context(dimse.VERIFICATION_SOP_CLASS, dimse.IMPLICIT_VR_LITTLE_ENDIAN)
-        ae.maximum_pdu_size = MAX_PDU
-        ae.start_server((HOST, port), block=True)
-    else:
+    """Serve C-ECHO on ``port`` with pynetdicom until killed (dul's servers are its tools)."""
+    if kind != "pynetdicom":
         raise ValueError(f"no server of kind {kind!r}")
+    from pynetdicom import AE
+
+    ae = AE(ae_title="ANY-SCP")
+    ae.add_supported_context(dimse.VERIFICATION_SOP_CLASS, dimse.IMPLICIT_VR_LITTLE_ENDIAN)
+    ae.maximum_pdu_size = MAX_PDU
+    ae.start_server((HOST, port), block=True)
 
 
-def _store_response(event: dimse.MessageReceived) -> dimse.CStoreResponse:
-    message = event.message
-    assert isinstance(message, dimse.CStoreRequest)
-    return dimse.CStoreResponse(
-        message_id_being_responded_to=message.message_id,
-        affected_sop_class_uid=message.affected_sop_class_uid,
-        affected_sop_instance_uid=message.affected_sop_instance_uid,
-    )
-
-
-def _serve_trio(port: int) -> None:
-    import trio
-    from examples.trio import driver
-
-    async def discard(
-        assoc: driver.Association, event: dimse.MessageReceived, dataset: driver.DatasetReader
-    ) -> None:
-        await dataset.drain()
-        await assoc.send(_store_response(event), context_id=event.context_id)
-
-    server = driver.Server(
-        HOST,
-        port,
-        policy=_store_policy(),
-        handlers={dimse.CEchoRequest: driver.echo_handler, dimse.CStoreRequest: discard},
-        max_associations=1024,
-        timeouts=_timeouts(),
-    )
-
-    async def main() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(server.serve)
-                async for _ in signals:  # stop cleanly (a profiler's output gets written)
-                    nursery.cancel_scope.cancel()
-                    break
-
-    trio.run(main)
-
-
-def _serve_asyncio(port: int) -> None:
-    from examples.asyncio import driver
-
-    async def discard(
-        assoc: driver.Association, event: dimse.MessageReceived, dataset: driver.DatasetReader
-    ) -> None:
-        await dataset.drain()
-        await assoc.send(_store_response(event), context_id=event.context_id)
-
-    async def main() -> None:
-        server = driver.Server(
-            HOST,
-            port,
-            policy=_store_policy(),
-            handlers={dimse.CEchoRequest: driver.echo_handler, dimse.CStoreRequest: discard},
-            max_associations=1024,
-            timeouts=_timeouts(),
-        )
-        async with server:
-            task = asyncio.current_task()
-            assert task is not None
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):  # stop cleanly
-                loop.add_signal_handler(signum, task.cancel)
-            with contextlib.suppress(asyncio.CancelledError):
-                await server.serve_forever()
-
-    asyncio.run(main())
+#: dul's async servers: storescp, data sets discarded, many associations at once.
+_IGNORE = ("--ignore", "--max-associations", "1024")
 
 
 @contextlib.contextmanager
@@ -537,8 +446,25 @@ def _servers(kinds: Sequence[str], dcmtk: Path | None) -> Iterator[dict[str, tup
     python = [sys.executable, "-m"]
     commands = {
         "sockets": [*python, "examples.echoscp", "--max-associations", "64"],
-        "trio": [*python, "benchmarks.bench_network", "--serve", "trio"],
-        "asyncio": [*python, "benchmarks.bench_network", "--serve", "asyncio"],
+        # storescp --ignore: C-ECHO, and C-STORE with the data sets discarded.
+        "trio": [
+            *python,
+            "examples.storescp",
+            "--driver",
+            "trio",
+            "--ignore",
+            "--max-associations",
+            "1024",
+        ],
+        "asyncio": [
+            *python,
+            "examples.storescp",
+            "--driver",
+            "asyncio",
+            "--ignore",
+            "--max-associations",
+            "1024",
+        ],
         "pynetdicom": [*python, "benchmarks.bench_network", "--serve", "pynetdicom"],
     }
     found: dict[str, tuple[int, int]] = {}
@@ -684,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     size.add_argument("--quick", action="store_true")
     size.add_argument("--smoke", action="store_true")
     parser.add_argument("--clock", choices=sorted(_harness.CLOCKS), default="wall")
-    parser.add_argument("--serve", choices=("trio", "asyncio", "pynetdicom"))
+    parser.add_argument("--serve", choices=("pynetdicom",))
     parser.add_argument("port", nargs="?", type=int)
     args = parser.parse_args(argv)
     if args.serve:

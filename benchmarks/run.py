@@ -31,6 +31,7 @@ from . import (
     bench_memory,
     bench_network,
     bench_pair,
+    bench_part10,
     bench_storage,
 )
 from ._harness import MIN_REPEAT, Row, Stats, environment, print_table
@@ -41,6 +42,7 @@ __all__ = ["BENCHMARKS", "Line", "machine", "main", "print_summary", "summarize"
 MODULES: dict[str, ModuleType] = {
     "codec": bench_codec,
     "pair": bench_pair,
+    "part10": bench_part10,
     "dimse": bench_dimse,
     "network": bench_network,
     "storage": bench_storage,

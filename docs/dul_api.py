@@ -114,14 +114,33 @@ def summary(module: str, name: str) -> str:
     return " ".join(first)
 
 
-def _entry(module: str, name: str) -> list[str]:
-    """The autodoc directive that documents ``module.name``."""
+def _entry(module: str, name: str, modules: tuple[str, ...]) -> list[str]:
+    """The autodoc directive that documents ``module.name``.
+
+    A class or function that a module earlier in ``modules`` exports too gets a short entry
+    that links to the full one.
+    """
     target = f"{module}.{name}"
     obj = getattr(importlib.import_module(module), name)
+    first = _homes(modules).get(
+        f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+    )
+    if first is not None and first != target:
+        kind = "function" if inspect.isfunction(obj) else "class"
+        if inspect.isclass(obj) and issubclass(obj, BaseException):
+            kind = "exception"
+        return [
+            f".. py:{kind}:: {name}",
+            f"   :module: {module}",
+            "",
+            f"   The same as :py:obj:`{first}`.",
+        ]
     if inspect.isclass(obj) and issubclass(obj, BaseException):
         return [f".. autoexception:: {target}", "   :show-inheritance:"]
     if inspect.isclass(obj):
-        lines = [f".. autoclass:: {target}", "   :members:", "   :show-inheritance:"]
+        lines = [f".. autoclass:: {target}", "   :members:"]
+        if obj.__bases__ != (object,):
+            lines.append("   :show-inheritance:")
         if issubclass(obj, enum.Enum):
             lines.append("   :undoc-members:")
         return lines
@@ -172,8 +191,9 @@ class ApiRest(SphinxDirective):
         lines: list[str] = []
         if names and "match" not in self.options:
             lines += [f".. rubric:: More of ``{module}``", ""]
+        modules = tuple(self.config.dul_api_modules)
         for name in names:
-            lines += [*_entry(module, name), ""]
+            lines += [*_entry(module, name, modules), ""]
         return self.parse_text_to_nodes("\n".join(lines))
 
 
@@ -195,6 +215,7 @@ class ApiModules(SphinxDirective):
                 f".. api-summary:: {module}",
                 "",
                 f".. api-rest:: {module}",
+                "   :match: .",  # every name, without a rubric: the whole section is the module
             ]
             nested_parse_with_titles(
                 self.state, StringList(body, self.get_source_info()[0]), section

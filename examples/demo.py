@@ -121,18 +121,18 @@ def demo_find(
 
 def _print_film(image: Path, films: Path) -> list[Path]:
     """Print ``image`` on dul's virtual printer (PS3.4 Annex H), traced; the PNGs it wrote."""
-    from examples.print import printscu
-    from examples.print.printscp import VirtualPrinter
+    from examples import printscp, printscu
+    from examples.apps.print.scp import VirtualPrinter
+    from examples.apps.print.scu import FilmOptions, load_images
 
     printer = VirtualPrinter(films, say=lambda line: print(f"I: printer: {line}", flush=True))
-    server = printer.server(HOST, 0)
-    with server:
+    with printscp.serving(printer, HOST, 0) as server:
         _step(f"printscu prints {image.name} on the virtual printer at {HOST}:{server.port}")
-        options = printscu.FilmOptions(display_format="STANDARD\\2,1", orientation="LANDSCAPE")
+        options = FilmOptions(display_format="STANDARD\\2,1", orientation="LANDSCAPE")
         report = printscu.print_images(
             HOST,
             server.port,
-            printscu.load_images([image, image], bits=8),
+            load_images([image, image], bits=8),
             options,
             called_ae_title="PRINTSCP",
             say=lambda line: print(f"I: printscu: {line}", flush=True),

@@ -3,9 +3,11 @@
 Every pair of requestor and acceptor among the three drivers echoes and stores (plain TCP and
 TLS); the async drivers stream 20 MB in bounded memory, stop reading a stream when the peer stops
 reading, abort cleanly when cancelled mid-data set, close a silent peer by ARTIM, refuse beyond
-their bound, and serve 200 simultaneous associations. The async drivers share one API, so one
-async scenario runs under both ``trio.run`` and ``asyncio.run``. Servers run in a thread of
-their own unless a test needs both ends in one event loop; time bounds are liveness bounds only.
+their bound, and serve 200 simultaneous associations. The requestors and the acceptors are
+services (``examples.runtime``): the same steps run on every driver; a scenario that needs its
+own event loop drives them with ``runtime.drive_async`` under ``trio.run`` or ``asyncio.run``.
+Servers run in a thread of their own unless a test needs both ends in one event loop; time
+bounds are liveness bounds only.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import subprocess
 import threading
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -29,8 +31,11 @@ from typing import Any
 
 import pytest
 import trio
+from examples import runtime
+from examples.apps import echo
 from examples.asyncio import driver as asyncio_driver
 from examples.make_test_file import make_dataset
+from examples.runtime import Association, Sleep, Steps
 from examples.sockets import driver as sockets_driver
 from examples.trio import driver as trio_driver
 from pydicom import dcmread
@@ -84,11 +89,6 @@ def chunks(data: bytes, size: int = CHUNK) -> Iterator[memoryview]:
         yield view[start : start + size]
 
 
-async def async_chunks(data: bytes, size: int = CHUNK) -> AsyncIterator[memoryview]:
-    for chunk in chunks(data, size):
-        yield chunk
-
-
 def digest(data: bytes) -> tuple[str, int]:
     return hashlib.sha256(data).hexdigest(), len(data)
 
@@ -98,6 +98,79 @@ def run_async(kind: str, function: Callable[..., Awaitable[Any]], *args: Any) ->
     if kind == "trio":
         return trio.run(function, *args)
     return asyncio.run(function(*args))  # type: ignore[arg-type]
+
+
+async def connect_and_run(
+    kind: str, port: int, service: runtime.Service[Any], **options: Any
+) -> tuple[Any, Any]:
+    """Connect with an async driver, in the running event loop, and run ``service``:
+    (its result, the driver's association)."""
+    driver = ASYNC_DRIVERS[kind]
+    assoc = await driver.Association.connect(HOST, port, timeouts=TIMEOUTS, **options)
+    link = Association(assoc.session, TIMEOUTS)
+    return await runtime.drive_async(driver.Steps(), assoc, link, service(link)), assoc
+
+
+def run_requestor(kind: str, port: int, service: runtime.Service[Any], **options: Any) -> Any:
+    """Run ``service`` as the requestor on driver ``kind``: its result."""
+    module = sockets_driver if kind == "sockets" else ASYNC_DRIVERS[kind]
+    return module.run_requestor(service, HOST, port, timeouts=TIMEOUTS, **options)
+
+
+# -- what the requestors do ----------------------------------------------------------------------
+
+
+def store(
+    assoc: Association,
+    uid: str,
+    data: bytes | Iterable[bytes | memoryview],
+    *,
+    length: int | None = None,
+    transfer_syntax: str | None = None,
+) -> Steps[int]:
+    """C-STORE one data set, whole or streamed from ``data``'s chunks: the status."""
+    context_id = assoc.context_for(CT_STORAGE, transfer_syntax)
+    assert context_id is not None
+    request = dimse.CStoreRequest(
+        message_id=assoc.session.next_message_id(),
+        affected_sop_class_uid=CT_STORAGE,
+        affected_sop_instance_uid=uid,
+    )
+    if isinstance(data, bytes):
+        yield from assoc.send(request, context_id=context_id, dataset=data)
+    else:
+        assert length is not None
+        yield from assoc.send(request, context_id=context_id, dataset_follows=True)
+        sent = 0
+        for chunk in data:
+            sent += len(chunk)
+            yield from assoc.send_dataset(context_id, chunk, is_last=sent >= length)
+    response, _ = yield from assoc.receive_response()
+    return response.status
+
+
+def echo_status(assoc: Association) -> Steps[int]:
+    context_id = assoc.context_for(VERIFICATION)
+    assert context_id is not None
+    return (yield from echo.echo(assoc, context_id))
+
+
+def associated(
+    work: Callable[[Association], Steps[Any]],
+    called_ae_title: str = "ANY-SCP",
+    *,
+    release: bool = True,
+) -> runtime.Service[Any]:
+    """A requestor's service: associate, ``work``, release."""
+
+    def service(assoc: Association) -> Steps[Any]:
+        yield from assoc.associate(association_request(called_ae_title))
+        result = yield from work(assoc)
+        if release:
+            yield from assoc.release()
+        return result
+
+    return service
 
 
 # -- an SCP that records what it receives ------------------------------------------------------
@@ -129,48 +202,27 @@ class Received:
         assert isinstance(message, dimse.CStoreRequest)
         self.files[message.affected_sop_instance_uid] = (hasher.hexdigest(), size)
 
-    def sockets_handlers(self) -> dict[type[dimse.Message], Any]:
-        def store(assoc: Any, event: dimse.MessageReceived, dataset: Any) -> None:
-            assert self.gate.wait(LIVENESS)
-            hasher, size = hashlib.sha256(), 0
-            for chunk in dataset:
-                hasher.update(chunk)
-                size += len(chunk)
-            self.record(event, hasher, size)
-            assoc.send(store_response(event), context_id=event.context_id)
-
-        return {dimse.CEchoRequest: sockets_driver.echo_handler, dimse.CStoreRequest: store}
-
-    def async_handlers(self, kind: str) -> dict[type[dimse.Message], Any]:
-        async def store(assoc: Any, event: dimse.MessageReceived, dataset: Any) -> None:
-            if not self.gate.is_set():  # wait in a worker thread: the event loop goes on
-                if kind == "trio":
-                    assert await trio.to_thread.run_sync(self.gate.wait, LIVENESS)
-                else:
-                    assert await asyncio.to_thread(self.gate.wait, LIVENESS)
-            hasher, size = hashlib.sha256(), 0
-            async for chunk in dataset:
-                hasher.update(chunk)
-                size += len(chunk)
-            self.record(event, hasher, size)
-            await assoc.send(store_response(event), context_id=event.context_id)
-
-        return {dimse.CEchoRequest: ASYNC_DRIVERS[kind].echo_handler, dimse.CStoreRequest: store}
+    def store(
+        self, assoc: Association, event: dimse.MessageReceived, dataset: runtime.DatasetReader
+    ) -> Steps[None]:
+        while not self.gate.is_set():  # the SCP stops reading (the event loop goes on)
+            yield Sleep(0.02)
+        hasher, size = hashlib.sha256(), 0
+        while (chunk := (yield from dataset.next())) is not None:
+            hasher.update(chunk)
+            size += len(chunk)
+        self.record(event, hasher, size)
+        yield from assoc.send(store_response(event), context_id=event.context_id)
 
     def server(self, kind: str, **options: Any) -> Any:
         """A server of ``kind`` (not started) whose handlers record here."""
         options = {"timeouts": TIMEOUTS, **options}
-        if kind == "sockets":
-            handlers = self.sockets_handlers()
-            module: ModuleType = sockets_driver
-        else:
-            handlers = self.async_handlers(kind)
-            module = ASYNC_DRIVERS[kind]
+        module = sockets_driver if kind == "sockets" else ASYNC_DRIVERS[kind]
+        handlers = {dimse.CEchoRequest: echo.respond, dimse.CStoreRequest: self.store}
         return module.Server(
             HOST,
             0,
-            policy=POLICY,
-            handlers=handlers,
+            service=runtime.acceptor(POLICY.evaluate, handlers),
             on_close=self.on_close,
             on_event=self.on_event,
             **options,
@@ -253,45 +305,23 @@ async def with_own_server(
 
 # -- a requestor session with any driver -------------------------------------------------------
 
-#: How a client hands a data set over: whole, as a sync iterable, as an async iterable.
-FILES = [("bytes", 10_240), ("chunks", 300_000), ("async chunks", 1_000_000)]
+#: How a client hands a data set over: whole, or streamed in chunks.
+FILES = [("bytes", 10_240), ("chunks", 300_000), ("many chunks", 1_000_000)]
 
 
 def client_session(kind: str, port: int, **options: Any) -> tuple[list[int], dict[str, Any]]:
     """Associate, C-ECHO, C-STORE each of :data:`FILES`, release: the statuses and files sent."""
-    request = association_request()
     files = {f"2.25.{i + 1}": (how, pattern(how, size)) for i, (how, size) in enumerate(FILES)}
     sent = {uid: digest(data) for uid, (_, data) in files.items()}
-    if kind == "sockets":
-        with sockets_driver.Association.request(
-            HOST, port, request, timeouts=TIMEOUTS, **options
-        ) as assoc:
-            statuses = [assoc.echo()]
-            for uid, (how, data) in files.items():
-                if how == "bytes":
-                    response = assoc.store(CT_STORAGE, uid, data)
-                else:
-                    response = assoc.store(CT_STORAGE, uid, chunks(data), length=len(data))
-                statuses.append(response.status)
-        return statuses, sent
 
-    driver = ASYNC_DRIVERS[kind]
+    def work(assoc: Association) -> Steps[list[int]]:
+        statuses = [(yield from echo_status(assoc))]
+        for uid, (how, data) in files.items():
+            source = data if how == "bytes" else chunks(data)
+            statuses.append((yield from store(assoc, uid, source, length=len(data))))
+        return statuses
 
-    async def session() -> list[int]:
-        async with await driver.Association.request(
-            HOST, port, request, timeouts=TIMEOUTS, **options
-        ) as assoc:
-            statuses = [await assoc.echo()]
-            for uid, (how, data) in files.items():
-                if how == "bytes":
-                    response = await assoc.store(CT_STORAGE, uid, data)
-                else:
-                    source = chunks(data) if how == "chunks" else async_chunks(data)
-                    response = await assoc.store(CT_STORAGE, uid, source, length=len(data))
-                statuses.append(response.status)
-            return statuses
-
-    return run_async(kind, session), sent
+    return run_requestor(kind, port, associated(work), **options), sent
 
 
 @pytest.mark.parametrize("server", KINDS)
@@ -354,17 +384,17 @@ def test_a_failed_tls_handshake_harms_neither_end(
     """A requestor that does not trust the certificate gets a DriverError; the server goes on."""
     server_context, client_context = tls_contexts
     untrusting = ssl.create_default_context()  # the system's CAs: not our self-signed one
-    driver = ASYNC_DRIVERS[kind]
 
     async def scenario(server: Any) -> int:
-        with pytest.raises(sockets_driver.DriverError, match="CERTIFICATE_VERIFY_FAILED"):
-            await driver.Association.request(
-                HOST, server.port, association_request(), timeouts=TIMEOUTS, ssl_context=untrusting
+        driver = ASYNC_DRIVERS[kind]
+        with pytest.raises(runtime.DriverError, match="CERTIFICATE_VERIFY_FAILED"):
+            await driver.Association.connect(
+                HOST, server.port, timeouts=TIMEOUTS, ssl_context=untrusting
             )
-        async with await driver.Association.request(
-            HOST, server.port, association_request(), timeouts=TIMEOUTS, ssl_context=client_context
-        ) as assoc:
-            return int(await assoc.echo())
+        status, _ = await connect_and_run(
+            kind, server.port, associated(echo_status), ssl_context=client_context
+        )
+        return int(status)
 
     received = Received()
     serve = partial(with_own_server, ssl_context=server_context)
@@ -384,18 +414,16 @@ def test_streamed_store_of_20_mb_keeps_memory_bounded(kind: str) -> None:
     for seed in seeds:
         expected.update(pattern(seed, CHUNK))
 
-    async def source() -> AsyncIterator[bytes]:
+    def source() -> Iterator[bytes]:
         for seed in seeds:
             yield pattern(seed, CHUNK)  # made when asked for: nothing holds the whole data set
 
+    def work(assoc: Association) -> Steps[int]:
+        return (yield from store(assoc, "2.25.20", source(), length=size))
+
     async def scenario(server: Any) -> int:
-        port = server.port
-        driver = ASYNC_DRIVERS[kind]
-        async with await driver.Association.request(
-            HOST, port, association_request(), timeouts=TIMEOUTS
-        ) as assoc:
-            response = await assoc.store(CT_STORAGE, "2.25.20", source(), length=size)
-        return int(response.status)
+        status, _ = await connect_and_run(kind, server.port, associated(work))
+        return int(status)
 
     received = Received()
     tracemalloc.start()
@@ -425,9 +453,7 @@ def test_asyncio_copies_reused_buffers_where_the_transport_keeps_views(
             yield memoryview(buffer)  # overwritten when the next chunk is asked for
 
     async def scenario(server: Any) -> int:
-        assoc = await asyncio_driver.Association.request(
-            HOST, server.port, association_request(), timeouts=TIMEOUTS
-        )
+        assoc = await asyncio_driver.Association.connect(HOST, server.port, timeouts=TIMEOUTS)
         transport = assoc.protocol.transport
         real = transport.writelines
 
@@ -436,9 +462,13 @@ def test_asyncio_copies_reused_buffers_where_the_transport_keeps_views(
             real(buffers)
 
         transport.writelines = spy
-        async with assoc:
-            response = await assoc.store(CT_STORAGE, "2.25.21", reused_chunks(), length=len(data))
-        return int(response.status)
+
+        def work(link: Association) -> Steps[int]:
+            return (yield from store(link, "2.25.21", reused_chunks(), length=len(data)))
+
+        link = Association(assoc.session, TIMEOUTS)
+        steps = associated(work)(link)
+        return int(await runtime.drive_async(asyncio_driver.Steps(), assoc, link, steps))
 
     received = Received()
     with running_server("sockets", received) as server:
@@ -496,12 +526,12 @@ def test_a_peer_that_stops_reading_stops_the_stream(kind: str, server: str) -> N
 
     with running_server("sockets" if server == "sockets" else kind, received) as scp:
 
+        def work(assoc: Association) -> Steps[int]:
+            return (yield from store(assoc, "2.25.96", source(), length=total))
+
         async def scenario() -> int:
-            async with await ASYNC_DRIVERS[kind].Association.request(
-                HOST, scp.port, association_request(), timeouts=TIMEOUTS
-            ) as assoc:
-                response = await assoc.store(CT_STORAGE, "2.25.96", source(), length=total)
-            return int(response.status)
+            status, _ = await connect_and_run(kind, scp.port, associated(work))
+            return int(status)
 
         watcher = watch_stall(lambda: pulled[0], stalled)
         status = run_async(kind, scenario)
@@ -585,13 +615,16 @@ def test_cancelling_a_transfer_aborts_the_association(
             time.sleep(0.3)  # the requestor is aborting now, against a peer that does not read
             received.gate.set()
 
+        def work(link: Association) -> Steps[int]:
+            return (yield from store(link, "2.25.1", source(), length=total))
+
         if not peer_reads:
             watch_stall(lambda: pulled[0], stalled)
-        async with await ASYNC_DRIVERS[kind].Association.request(
-            HOST, port, association_request(), timeouts=TIMEOUTS
-        ) as assoc:
-            associations.append(assoc)
-            await assoc.store(CT_STORAGE, "2.25.1", source(), length=total)
+        driver = ASYNC_DRIVERS[kind]
+        assoc = await driver.Association.connect(HOST, port, timeouts=TIMEOUTS)
+        associations.append(assoc)
+        link = Association(assoc.session, TIMEOUTS)
+        await runtime.drive_async(driver.Steps(), assoc, link, associated(work)(link))
 
     with running_server("sockets" if server == "sockets" else kind, received) as scp:
         port = scp.port
@@ -617,7 +650,7 @@ def test_artim_closes_a_peer_that_never_sends_a_request(kind: str, sent: int) ->
     """PS3.8 §9.1.4: the acceptor starts ARTIM on connect and closes when it expires, whether
     the peer sends nothing or starts an A-ASSOCIATE-RQ and never finishes it."""
     received = Received()
-    timeouts = sockets_driver.Timeouts(acse=LIVENESS, artim=0.2)
+    timeouts = runtime.Timeouts(acse=LIVENESS, artim=0.2)
     with (
         running_server(kind, received, timeouts=timeouts) as scp,
         socket.create_connection((HOST, scp.port), timeout=LIVENESS) as sock,
@@ -630,20 +663,17 @@ def test_artim_closes_a_peer_that_never_sends_a_request(kind: str, sent: int) ->
 @pytest.mark.parametrize("kind", ASYNC_KINDS)
 def test_an_association_beyond_the_bound_is_rejected(kind: str) -> None:
     """At ``max_associations``, a request gets a transient, local-limit rejection (RJ 2/3/2)."""
-    driver = ASYNC_DRIVERS[kind]
 
     async def scenario(server: Any) -> None:
-        port = server.port
-        async with await driver.Association.request(
-            HOST, port, association_request(), timeouts=TIMEOUTS
-        ) as first:
-            with pytest.raises(sockets_driver.AssociationRejected) as info:
-                await driver.Association.request(
-                    HOST, port, association_request(), timeouts=TIMEOUTS
-                )
+        def work(first: Association) -> Steps[None]:
+            second: Association = yield runtime.Connect(HOST, server.port, TIMEOUTS)
+            with pytest.raises(runtime.AssociationRejected) as info:
+                yield from second.associate(association_request())
             reject = info.value.reject
             assert (reject.result, reject.source, reject.reason) == (2, 3, 2)
-            assert await first.echo() == 0x0000
+            assert (yield from echo_status(first)) == 0x0000
+
+        await connect_and_run(kind, server.port, associated(work))
 
     received = Received()
     run_async(kind, partial(with_own_server, max_associations=1), kind, received, scenario)
@@ -653,25 +683,26 @@ def test_an_association_beyond_the_bound_is_rejected(kind: str) -> None:
 @pytest.mark.parametrize("kind", ASYNC_KINDS)
 def test_shutting_down_aborts_associations_that_outlive_the_grace(kind: str) -> None:
     """A server stopping cancels its association tasks: each aborts (A-ABORT, then close)."""
-    driver = ASYNC_DRIVERS[kind]
+    stopping: list[Any] = []
+
+    def work(assoc: Association) -> Steps[None]:
+        assert (yield from echo_status(assoc)) == 0x0000
+        server = servers[0]
+        if kind == "trio":
+            server.shutdown(grace=0)
+        else:
+            stopping.append(asyncio.ensure_future(server.shutdown(grace=0)))
+        with pytest.raises(runtime.AssociationAborted) as info:
+            yield from assoc.receive_message()
+        assert info.value.cause is dul.CloseCause.ABORTED_BY_PEER
+
+    servers: list[Any] = []
 
     async def scenario(server: Any) -> None:
-        async with await driver.Association.request(
-            HOST, server.port, association_request(), timeouts=TIMEOUTS
-        ) as assoc:
-            assert await assoc.echo() == 0x0000
-            if kind == "trio":
-                server.shutdown(grace=0)
-                await assoc_aborted(assoc)
-            else:
-                stopping = asyncio.ensure_future(server.shutdown(grace=0))
-                await assoc_aborted(assoc)
-                await stopping
-
-    async def assoc_aborted(assoc: Any) -> None:
-        with pytest.raises(sockets_driver.AssociationAborted) as info:
-            await assoc.receive_message()
-        assert info.value.cause is dul.CloseCause.ABORTED_BY_PEER
+        servers.append(server)
+        await connect_and_run(kind, server.port, associated(work, release=False))
+        for task in stopping:
+            await task
 
     received = Received()
     run_async(kind, with_own_server, kind, received, scenario)
@@ -685,7 +716,6 @@ def test_shutting_down_aborts_associations_that_outlive_the_grace(kind: str) -> 
 def test_200_simultaneous_associations(kind: str) -> None:
     """200 associations open at once, 20 x 10 KB stored on each: every file arrives intact."""
     associations, files, size = 200, 20, 10_240
-    driver = ASYNC_DRIVERS[kind]
     data = {
         f"2.25.{a}.{f}": pattern(f"{a}/{f}", size)
         for a in range(associations)
@@ -695,20 +725,21 @@ def test_200_simultaneous_associations(kind: str) -> None:
 
     async def scenario(server: Any) -> list[int]:
         port = server.port
-        everyone = trio.Event() if kind == "trio" else asyncio.Event()
         statuses: list[int] = []
 
-        async def one(a: int) -> None:
-            async with await driver.Association.request(
-                HOST, port, association_request(), timeouts=TIMEOUTS
-            ) as assoc:
+        def work(a: int) -> Callable[[Association], Steps[None]]:
+            def stores(assoc: Association) -> Steps[None]:
                 established[0] += 1
-                if established[0] == associations:
-                    everyone.set()
-                await everyone.wait()  # all 200 are established before any stores
+                while established[0] < associations:  # all 200 established before any stores
+                    yield Sleep(0.01)
                 for f in range(files):
                     uid = f"2.25.{a}.{f}"
-                    statuses.append((await assoc.store(CT_STORAGE, uid, data[uid])).status)
+                    statuses.append((yield from store(assoc, uid, data[uid])))
+
+            return stores
+
+        async def one(a: int) -> None:
+            await connect_and_run(kind, port, associated(work(a)))
 
         if kind == "trio":
             async with trio.open_nursery() as nursery:
@@ -749,28 +780,20 @@ def test_echo_and_store_to_storescp(kind: str, dcmtk: Dcmtk, tmp_path: Path) -> 
     """Our requestor against DCMTK's storescp: C-ECHO, then C-STORE (whole and streamed)."""
     whole_uid, whole = ct_dataset()
     streamed_uid, streamed = ct_dataset("2.25.1234567890")
-    driver = ASYNC_DRIVERS[kind]
+
+    def work(assoc: Association) -> Steps[list[int]]:
+        statuses = [(yield from echo_status(assoc))]
+        # The data sets are explicit VR: context_for() fails if storescp chose implicit.
+        statuses.append((yield from store(assoc, whole_uid, whole, transfer_syntax=EXPLICIT)))
+        source = chunks(streamed, 4096)
+        status = yield from store(
+            assoc, streamed_uid, source, length=len(streamed), transfer_syntax=EXPLICIT
+        )
+        statuses.append(status)
+        return statuses
+
     with dcmtk.storescp(tmp_path) as port:
-
-        async def session() -> list[int]:
-            async with await driver.Association.request(
-                HOST, port, association_request("STORESCP"), timeouts=TIMEOUTS
-            ) as assoc:
-                statuses = [await assoc.echo()]
-                # The data sets are explicit VR: context_for() fails if storescp chose implicit.
-                response = await assoc.store(CT_STORAGE, whole_uid, whole, transfer_syntax=EXPLICIT)
-                statuses.append(response.status)
-                response = await assoc.store(
-                    CT_STORAGE,
-                    streamed_uid,
-                    async_chunks(streamed, 4096),
-                    length=len(streamed),
-                    transfer_syntax=EXPLICIT,
-                )
-                statuses.append(response.status)
-                return statuses
-
-        statuses = run_async(kind, session)
+        statuses = run_requestor(kind, port, associated(work, "STORESCP"))
     assert statuses == [0x0000] * 3
     expected = make_dataset()
     for uid in (whole_uid, streamed_uid):

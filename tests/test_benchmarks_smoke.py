@@ -29,6 +29,7 @@ from benchmarks import (  # noqa: E402
     bench_memory,
     bench_network,
     bench_pair,
+    bench_part10,
     bench_storage,
     run,
 )
@@ -174,6 +175,14 @@ def test_run_smoke_prints_tables_and_writes_json(
     table = markdown.read_text().splitlines()
     assert table[0].startswith("| measure | unit | clock | dul | pynetdicom 3.x | DCMTK |")
     assert len([line for line in table if line.startswith("| ")]) == 2 + len(rows)  # one each
+
+
+def test_part10_rows_read_the_same_meta_as_pydicom() -> None:
+    rows = bench_part10.run("smoke")
+    assert [row.peer_name for row in rows] == ["pydicom dcmread", "pydicom read_file_meta_info"]
+    for row in rows:
+        assert_sane(row.dul)
+        assert_sane(row.peer)
 
 
 def test_run_refuses_an_unknown_benchmark() -> None:

@@ -470,14 +470,7 @@ def orthanc_query(orthanc: Orthanc, level: str, query: dict[str, str]) -> tuple[
     [
         "STUDY",
         "SERIES",
-        pytest.param(
-            "IMAGE",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 16 item 2: Orthanc's IMAGE-level C-MOVE identifier carries "
-                "(0002,0003); qrscp matches it and moves nothing",
-            ),
-        ),
+        "IMAGE",
     ],
 )
 @each_driver

@@ -32,7 +32,7 @@ from typing import Any
 
 import pydicom
 import pytest
-from examples.apps import qr
+from examples.apps import qr, storage
 from examples.tools.cli import ExitCode
 
 import interop_report
@@ -678,3 +678,36 @@ def test_cancel_pynetdicom_to_dul(driver: str, pynetdicom: ModuleType, archive_d
                 assoc.send_c_cancel(9, query_model=FIND)
     assert statuses == [0xFF00, 0xFE00]
     assert "C-CANCEL received for message 9" in log.getvalue()
+
+
+@cell("DCMTK movescu", "dul qrscp → DCMTK storescp", "C-MOVE, each file in its own syntax")
+@pytest.mark.parametrize(
+    "syntax",
+    [pydicom.uid.ImplicitVRLittleEndian, pydicom.uid.DeflatedExplicitVRLittleEndian],
+    ids=["implicit", "deflate"],
+)
+@each_driver
+def test_move_keeps_the_stored_syntax(
+    driver: str, syntax: str, dcmtk: Dcmtk, tmp_path: Path
+) -> None:
+    """Issue 16 item 4: qrscp proposes each file's own transfer syntax as a context of its own,
+    so a destination that prefers explicit VR (DCMTK storescp does) still accepts the stored one
+    and receives the files bit for bit (storescp +B writes them as they came)."""
+    archive = tmp_path / "archive"
+    qr.write_sample_archive(
+        archive, patients=1, studies=1, series=1, images=2, transfer_syntax=syntax
+    )
+    with (
+        dcmtk.storescp(tmp_path / "dest", "+B", "+xa") as dest_port,
+        qrscp(driver, archive, "--move", "STORESCP", f"{HOST}:{dest_port}") as (port, log),
+    ):
+        result = dcmtk_run(
+            dcmtk, "movescu", "-v", "-S", "-k", "QueryRetrieveLevel=STUDY",
+            "-k", f"StudyInstanceUID={ROOT_UID}.1.1", "-aem", "STORESCP",
+            "-aec", "QRSCP", HOST, str(port),
+        )  # fmt: skip
+        wait_for(lambda: "ended: released" in log.getvalue())
+    assert result.returncode == 0, result.stdout + result.stderr
+    stored = tmp_path / "dest" / "received"
+    assert received(stored) == sources(archive)
+    assert {storage.read_dicom_file(p).transfer_syntax for p in stored.iterdir()} == {syntax}

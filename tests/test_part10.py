@@ -200,9 +200,12 @@ def test_pydicom_reads_what_dul_writes(tmp_path: Path, transfer_syntax: str) -> 
 
 
 @pytest.mark.interop
-def test_dcmdump_reads_what_dul_writes(tmp_path: Path, dcmtk: Dcmtk) -> None:
+@pytest.mark.parametrize("preamble", [bytes(128), None], ids=["preamble", "no-preamble"])
+def test_dcmdump_reads_what_dul_writes(
+    tmp_path: Path, dcmtk: Dcmtk, preamble: bytes | None
+) -> None:
     extra = [MetaElement(tag=0x00020017, vr="AE", value=b"SENDER")]
-    path = dul_file(tmp_path / "dul.dcm", source_ae_title="SOURCE", extra=extra)
+    path = dul_file(tmp_path / "dul.dcm", source_ae_title="SOURCE", extra=extra, preamble=preamble)
     result = dcmtk.run("dcmdump", "-M", "+L", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no warning about the meta group
@@ -237,6 +240,27 @@ def test_encode_and_decode_agree() -> None:
     )
     assert bare == GOOD[132:]
     assert part10.decode_file_meta(bare).preamble is None
+
+
+def test_extra_elements_are_sorted_in_padded_and_not_twice() -> None:
+    data = part10.encode_file_meta(
+        sop_class_uid=CT,
+        sop_instance_uid=INSTANCE,
+        transfer_syntax=EXPLICIT,
+        extra=[
+            MetaElement(tag=0x00020102, vr="OB", value=b"odd"),
+            MetaElement(tag=0x00020017, vr="AE", value=b"SENDER1"),
+        ],
+    )
+    meta = part10.decode_file_meta(data)
+    assert [e.element for e in meta.elements] == [1, 2, 3, 0x10, 0x12, 0x13, 0x17, 0x102]
+    assert meta.element(0x00020017) == MetaElement(tag=0x00020017, vr="AE", value=b"SENDER1 ")
+    assert meta.element(0x00020102) == MetaElement(tag=0x00020102, vr="OB", value=b"odd\0")
+    twice = MetaElement(tag=0x00020010, vr="UI", value=b"1.2.840.10008.1.2\0")
+    with pytest.raises(ValueError, match=r"\(0002,0010\) is given twice"):
+        part10.encode_file_meta(
+            sop_class_uid=CT, sop_instance_uid=INSTANCE, transfer_syntax=EXPLICIT, extra=[twice]
+        )
 
 
 @pytest.mark.parametrize(
@@ -303,6 +327,7 @@ def meta_of(*elements: bytes) -> bytes:
             None,
         ),
         (with_group_length(10**9) + DATASET, "above the limit", 140),
+        (with_group_length(0) + DATASET, "group 0002 goes on after the 0 bytes", 144),
         (bytes(128) + b"DICM" + b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100", "no file meta", 132),
         (
             meta_of(element(2, b"UI", CT.encode() + b"\0"), element(3, b"UI", b"1.2\0")),

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from examples.make_test_file import make_dataset
-from examples.print import _common
-from examples.print._film import (
+from examples import printscp
+from examples import runtime as runtime_errors
+from examples.apps.print import common as _common
+from examples.apps.print.film import (
     GUTTER,
     LayoutError,
     density_gray,
@@ -32,15 +33,17 @@ from examples.print._film import (
     pattern_image,
     printable_pixels,
 )
-from examples.print.printscp import VirtualPrinter
-from examples.print.printscu import (
+from examples.apps.print.scp import VirtualPrinter
+from examples.apps.print.scu import (
     FilmOptions,
     PrintError,
     PrintSCU,
     association_request,
-    print_images,
 )
-from examples.sockets.driver import Association, Timeouts
+from examples.make_test_file import make_dataset
+from examples.printscu import print_images
+from examples.runtime import Association, Steps, Timeouts
+from examples.sockets import driver as sockets_driver
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
@@ -99,7 +102,7 @@ def printer(tmp_path: Path) -> Iterator[tuple[VirtualPrinter, int, list[str]]]:
     """dul's virtual printer (AE title DUL_PRINTER) on a free port: (printer, port, its log)."""
     log: list[str] = []
     printer = VirtualPrinter(tmp_path / "films", ae_title="DUL_PRINTER", say=log.append)
-    with printer.server(HOST, 0, timeouts=TIMEOUTS) as server:
+    with printscp.serving(printer, HOST, 0, timeouts=TIMEOUTS) as server:
         yield printer, server.port, log
 
 
@@ -312,7 +315,7 @@ def test_printscu_command_line_prints_files(
         [
             sys.executable,
             "-m",
-            "examples.print.printscu",
+            "examples.printscu",
             "-aet",
             "CLI_SCU",
             "-aec",
@@ -365,26 +368,28 @@ def test_virtual_printer_refuses_what_it_cannot_print(
 ) -> None:
     virtual, port, _ = printer
     request = association_request("DUL_PRINTSCU", "DUL_PRINTER")
-    with Association.request(HOST, port, request, timeouts=TIMEOUTS, whole_datasets=True) as assoc:
+
+    def refusals(assoc: Association) -> Steps[None]:
+        yield from assoc.associate(request)
         scu = PrintSCU(assoc, say=str)
-        session, _ = scu.create(_common.BASIC_FILM_SESSION, Dataset())
+        session, _ = yield from scu.create(_common.BASIC_FILM_SESSION, Dataset())
         box = Dataset()
         box.ImageDisplayFormat = "SLIDE"
         box.ReferencedFilmSessionSequence = [Dataset()]
         box.ReferencedFilmSessionSequence[0].ReferencedSOPClassUID = _common.BASIC_FILM_SESSION
         box.ReferencedFilmSessionSequence[0].ReferencedSOPInstanceUID = session
         with pytest.raises(PrintError) as refused:
-            scu.create(_common.BASIC_FILM_BOX, box)
+            yield from scu.create(_common.BASIC_FILM_BOX, box)
         assert refused.value.status == 0x0106
         with pytest.raises(PrintError) as refused:
-            scu.set_image_box("2.25.1", 1, pattern_image(0, size=8), 8)
+            yield from scu.set_image_box("2.25.1", 1, pattern_image(0, size=8), 8)
         assert refused.value.status == 0x0112  # no such image box
         box.ImageDisplayFormat = "STANDARD\\1,1"
-        box_uid, answer = scu.create(_common.BASIC_FILM_BOX, box)
+        box_uid, answer = yield from scu.create(_common.BASIC_FILM_BOX, box)
         assert answer is not None and len(answer.ReferencedImageBoxSequence) == 1
-        scu.action_print(_common.BASIC_FILM_BOX, box_uid)  # empty page: a warning, no film
+        yield from scu.action_print(_common.BASIC_FILM_BOX, box_uid)  # empty page: no film
         with pytest.raises(PrintError) as refused:
-            scu.request(
+            yield from scu.request(
                 dimse.NActionRequest(
                     message_id=assoc.session.next_message_id(),
                     requested_sop_class_uid=_common.BASIC_FILM_BOX,
@@ -394,10 +399,13 @@ def test_virtual_printer_refuses_what_it_cannot_print(
                 scu.meta_context,
             )
         assert refused.value.status == 0x0123  # no such action
-        scu.delete(_common.BASIC_FILM_SESSION, session)
+        yield from scu.delete(_common.BASIC_FILM_SESSION, session)
         with pytest.raises(PrintError) as refused:
-            scu.delete(_common.BASIC_FILM_BOX, box_uid)  # went with its film session
+            yield from scu.delete(_common.BASIC_FILM_BOX, box_uid)  # went with its film session
         assert refused.value.status == 0x0112
+        yield from assoc.release()
+
+    sockets_driver.run_requestor(refusals, HOST, port, timeouts=TIMEOUTS)
     assert virtual.films == []
 
 
@@ -441,3 +449,68 @@ def test_dcmprscu_prints_on_virtual_printer(
     assert png.size == (960, 1200)  # 8 x 10 inches (the printer's default), portrait
     assert cell_mean(png, 2, 2, 1) > cell_mean(png, 2, 2, 3)  # an image, an empty cell
     assert cell_mean(png, 2, 2, 3) == cell_mean(png, 2, 2, 4)
+
+
+@pytest.mark.parametrize("driver", ["sockets", "trio", "asyncio"])
+def test_print_on_every_driver(driver: str, tmp_path: Path) -> None:
+    """The print SCU and the virtual printer are services: any driver runs them."""
+    log: list[str] = []
+    virtual = VirtualPrinter(tmp_path / "films", ae_title="DUL_PRINTER", say=log.append)
+    with printscp.serving(virtual, HOST, 0, timeouts=TIMEOUTS, driver=driver) as server:
+        report = print_images(
+            HOST,
+            server.port,
+            [pattern_image(0, size=32), pattern_image(1, size=32)],
+            FilmOptions(display_format="STANDARD\\2,1"),
+            called_ae_title="DUL_PRINTER",
+            timeouts=TIMEOUTS,
+            say=log.append,
+            driver=driver,
+        )
+    assert report.films == 1
+    assert len(virtual.films) == 1 and virtual.films[0].path.is_file()
+    assert any(line.startswith("event: ") for line in log)  # the N-EVENT-REPORT, answered
+
+
+@pytest.mark.parametrize("driver", ["sockets", "trio", "asyncio"])
+def test_print_over_tls_with_user_identity(driver: str, tmp_path: Path) -> None:
+    """TLS and user identity are the drivers' and the runtime's: the print tools have them."""
+    import argparse
+    import logging
+    import ssl
+
+    from examples.apps.common import negotiation
+
+    import dul
+    from test_tools import make_certificate
+
+    cert, key = make_certificate(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    client_context = ssl.create_default_context(cafile=str(cert))
+    users = tmp_path / "users.txt"
+    users.write_text("alice pw\n")
+    args = argparse.Namespace(users=str(users), max_ops=1)
+    virtual = VirtualPrinter(tmp_path / "films", say=str)
+    negotiate = negotiation(virtual.policy(), args, logging.getLogger("test"))
+    with printscp.serving(
+        virtual, HOST, 0, driver=driver, ssl_context=server_context, negotiate=negotiate
+    ) as server:
+
+        def job(password: bytes) -> object:
+            identity = dul.UserIdentity(identity_type=2, primary=b"alice", secondary=password)
+            return print_images(
+                HOST,
+                server.port,
+                [pattern_image(0, size=16)],
+                timeouts=TIMEOUTS,
+                say=str,
+                driver=driver,
+                ssl_context=client_context,
+                user_identity=identity,
+            )
+
+        assert job(b"pw").films == 1  # type: ignore[attr-defined]
+        with pytest.raises(runtime_errors.AssociationRejected):
+            job(b"wrong")
+    assert len(virtual.films) == 1

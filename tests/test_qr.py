@@ -28,6 +28,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from examples.apps import qr, storage
+from examples.apps.qr import common as qr_common
 from examples.apps.qr import model as qr_model
 from examples.tools import main
 from examples.tools.cli import ExitCode, ToolError
@@ -289,6 +290,30 @@ def test_retrieve(archive: qr.Archive) -> None:
     ]
 
 
+def test_retrieve_selects_on_unique_keys_only(archive: qr.Archive) -> None:
+    """Issue 16 item 2 (PS3.4 C.4.2.2.1, C.4.3.2.1): other keys are ignored, group 0002 too
+    (Orthanc's instance-level C-MOVE carries (0002,0003)); a missing unique key is 0xA900."""
+    uid = f"{ROOT_UID}.1.1.1.1"
+    query = identifier("QueryRetrieveLevel=IMAGE", f"SOPInstanceUID={uid}", "PatientName=NOBODY")
+    query.add_new(0x00020003, "UI", uid)
+    for model in qr.Model:
+        assert [i.sop_instance_uid for i in archive.retrieve(query, model)] == [uid]
+    with pytest.raises(qr.QueryError) as raised:
+        archive.retrieve(
+            identifier("QueryRetrieveLevel=SERIES", "Modality=CT"), qr.Model.STUDY_ROOT
+        )
+    assert raised.value.status == qr.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS
+    assert "(0020,000E)" in str(raised.value)
+    nothing = identifier("QueryRetrieveLevel=STUDY", "StudyInstanceUID=1.2.3.4")
+    assert archive.retrieve(nothing, qr.Model.STUDY_ROOT) == []
+    final, _ = qr.SubOperations(0).final(
+        dimse.CMoveResponse, dimse.CMoveRequest(
+            message_id=1, affected_sop_class_uid="1.2.3", move_destination="X"
+        ),
+    )  # fmt: skip
+    assert qr_common.counters_text(final).endswith("no instance matched: nothing was retrieved")
+
+
 # -- identifiers ------------------------------------------------------------------------------
 
 
@@ -515,8 +540,9 @@ def test_get_failed_suboperations(tmp_path: Path) -> None:
     out_dir.mkdir()
     with qrscp("sockets", directory) as (port, log):
         code, out, _ = run(
-            "sockets", "getscu", "-v", "-k", "QueryRetrieveLevel=PATIENT", "-od", str(out_dir),
-            "-aec", "QRSCP", HOST, str(port),
+            "sockets", "getscu", "-v", "-k", "QueryRetrieveLevel=PATIENT",
+            "-k", f"PatientID={odd.PatientID}", "-od", str(out_dir), "-aec", "QRSCP", HOST,
+            str(port),
         )  # fmt: skip
     assert code == ExitCode.REQUEST_FAILED
     assert "status 0xB000 (warning) (completed 1, failed 1, warning 0)" in final_line(out, "C-GET")
@@ -545,16 +571,17 @@ def test_get_transcodes(tmp_path: Path) -> None:
     """An implicit VR file sent on the explicit VR context the SCP accepted: the same data set,
     re-encoded (PS3.5 A.1 and A.2 differ only in the VR fields)."""
     directory = tmp_path / "archive"
-    qr.write_sample_archive(
+    (path,) = qr.write_sample_archive(
         directory, patients=1, studies=1, series=1, images=1,
         transfer_syntax=qr.IMPLICIT_VR_LITTLE_ENDIAN,
     )  # fmt: skip
+    study = pydicom.dcmread(path).StudyInstanceUID
     out_dir = tmp_path / "got"
     out_dir.mkdir()
     with qrscp("trio", directory) as (port, _):
         code, out, _ = run(
-            "trio", "getscu", "-k", "QueryRetrieveLevel=PATIENT", "-od", str(out_dir),
-            "-aec", "QRSCP", HOST, str(port),
+            "trio", "getscu", "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+            "-od", str(out_dir), "-aec", "QRSCP", HOST, str(port),
         )  # fmt: skip
     assert code == ExitCode.OK, out
     (stored,) = out_dir.iterdir()

@@ -35,7 +35,7 @@ from pydicom.uid import UID
 
 import dul
 from dul import dimse
-from peers import HOST, DulTools, free_port, wait_listening
+from peers import HOST, Dcmtk, DulTools, free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -321,11 +321,55 @@ def test_store_input_errors(tools: DulTools, tmp_path: Path) -> None:
     (empty / "x.txt").write_text("nothing")
     port = str(free_port())  # never contacted: the inputs are checked first
     code, log = run_tool(tools.storescu_main, HOST, port, str(text))
-    assert (code, "not a DICOM file" in log) == (ExitCode.INVALID_INPUT_FILE, True)
+    assert (code, "notes.txt: not a DICOM Part 10 file" in log) == (
+        ExitCode.INVALID_INPUT_FILE,
+        True,
+    )
+    assert "force" not in log  # pydicom's advice (force=True) is no option of the tool
     code, log = run_tool(tools.storescu_main, HOST, port, str(tmp_path / "missing.dcm"))
     assert (code, "no such file" in log) == (ExitCode.INVALID_INPUT_FILE, True)
-    code, log = run_tool(tools.storescu_main, HOST, port, str(empty))
+    code, log = run_tool(tools.storescu_main, "-v", HOST, port, str(empty))
     assert (code, "no DICOM file" in log) == (ExitCode.NO_VALID_INPUT_FILES, True)
+    assert "skipped " in log and "x.txt: not a DICOM Part 10 file" in log and "force" not in log
+
+
+@pytest.mark.parametrize(
+    ("tool", "argv"),
+    [
+        ("echoscu", ["127.0.0.1", "9"]),
+        ("storescu", ["127.0.0.1", "9", "x.dcm"]),
+        ("findscu", ["-k", "QueryRetrieveLevel=STUDY", "127.0.0.1", "9"]),
+    ],
+)
+def test_missing_trio_says_which_extra(tool: str, argv: list[str]) -> None:
+    """Issue 16 item 5: without trio, ``--driver trio`` says in one line which extra brings it,
+    no traceback (trio hidden from the child's imports)."""
+    code = (
+        "import runpy, sys; sys.modules['trio'] = None; "
+        f"sys.argv = ['{tool}', '--driver', 'trio', *{argv!r}]; "
+        f"runpy.run_module('examples.{tool}', run_name='__main__', alter_sys=True)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    assert len(lines) == 1, lines
+    assert "the trio driver needs the trio package" in lines[0]
+    assert "pip install -e '.[examples]'" in lines[0]
+
+
+def test_examples_extra_brings_every_driver_dependency() -> None:
+    """The extra the docs and scripts/demo.sh install for the tools: pydicom and trio (asyncio
+    and the sockets driver need nothing more); read from dul's installed metadata."""
+    from importlib.metadata import requires
+
+    extra = {
+        re.split(r"[<>=!~;\s\[]", requirement, maxsplit=1)[0].lower()
+        for requirement in requires("dul") or []
+        if re.search(r"""extra\s*==\s*["']examples["']""", requirement)
+    }
+    assert extra == {"pydicom", "trio"}
 
 
 def test_store_unknown_sop_class(tools: DulTools, tmp_path: Path) -> None:
@@ -343,6 +387,30 @@ def test_store_unknown_sop_class(tools: DulTools, tmp_path: Path) -> None:
     assert [p.name.split(".")[0] for p in out.iterdir()] == ["UNKNOWN"]
 
 
+def test_store_every_storage_sop_class(tools: DulTools, tmp_path: Path) -> None:
+    """storescp accepts storage SOP classes beyond the common ones: new, rare and retired."""
+    classes = {
+        "1.2.840.10008.5.1.4.1.1.66.4": "SEG",  # Segmentation Storage
+        "1.2.840.10008.5.1.4.1.1.66.7": "UNKNOWN",  # Label Map Segmentation (2024)
+        "1.2.840.10008.5.1.4.1.1.6": "UNKNOWN",  # Ultrasound Image Storage (retired)
+        "1.2.840.10008.5.1.1.29": "UNKNOWN",  # Hardcopy Grayscale Image Storage (retired)
+        "1.2.840.10008.5.1.4.1.1.481.5": "RTPLAN",  # RT Plan Storage
+        "1.2.840.10008.5.1.4.1.1.77.1.5.8": "UNKNOWN",  # Ophthalmic OCT B-scan Volume Analysis
+    }
+    files = [
+        str(write_sample(tmp_path / "in" / f"{i}.dcm", index=i, sop_class_uid=uid))
+        for i, uid in enumerate(classes)
+    ]
+    out = tmp_path / "out"
+    out.mkdir()
+    with dul_server(tools, "storescp", "-od", str(out)) as (port, _):
+        code, log = run_tool(tools.storescu_main, HOST, str(port), *files)
+    assert code == ExitCode.OK, log
+    stored = sorted(read_stored(p).file_meta.MediaStorageSOPClassUID for p in out.iterdir())
+    assert stored == sorted(classes)
+    assert sorted(p.name.split(".")[0] for p in out.iterdir()) == sorted(classes.values())
+
+
 def test_store_failure_status_halts_unless_no_halt(tools: DulTools, tmp_path: Path) -> None:
     """A file the SCP cannot write gets 0xA700; storescu stops there, or goes on with -nh."""
     files = [write_sample(tmp_path / "in" / f"{i}.dcm", index=10 + i) for i in range(3)]
@@ -355,9 +423,12 @@ def test_store_failure_status_halts_unless_no_halt(tools: DulTools, tmp_path: Pa
         code, log = run_tool(tools.storescu_main, HOST, str(port), *map(str, files))
         assert code == ExitCode.REQUEST_FAILED
         assert "status 0xA700 (failure): cannot store the file" in log
+        # Issue 16 item 5: halted after the first, none of the 3 is stored, and it says so.
+        assert "E: 3 of 3 files not stored (2 not sent: halted at the first failure" in log
         assert [p.name for p in out.iterdir()] == [f"CT.{first}"]  # no partial file left
         code, log = run_tool(tools.storescu_main, "-nh", HOST, str(port), *map(str, files))
         assert code == ExitCode.REQUEST_FAILED
+        assert "E: 1 of 3 files not stored\n" in log
         assert (
             "2 of 3 files stored"
             in run_tool(tools.storescu_main, "-v", "-nh", HOST, str(port), *map(str, files))[1]
@@ -588,14 +659,56 @@ def test_python_m_entry_points(driver: str, tree: dict[str, Path], tmp_path: Pat
     assert len(list(out.glob("CT.*"))) == 3
 
 
+#: Run a driver's storescu in this child, then say whether pydicom was imported.
+_STORESCU_WITHOUT_PYDICOM = """
+import runpy, sys
+sys.argv = ["storescu", *sys.argv[2:]]
+try:
+    runpy.run_module(MODULE, run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+print("pydicom imported:", "pydicom" in sys.modules)
+sys.exit(code)
+"""
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_storescu_sends_without_pydicom(
+    driver: str, dcmtk: Dcmtk, tree: dict[str, Path], tmp_path: Path
+) -> None:
+    """Reading the files' meta groups is dul.part10's: storescu imports no pydicom at all."""
+    module = "examples.storescu"
+    script = _STORESCU_WITHOUT_PYDICOM.replace("MODULE", repr(module))
+    with dcmtk.storescp(tmp_path, "+xa") as port:  # +xa: deflate too
+        argv = [module, "--driver", driver, HOST, str(port), str(tmp_path / "in")]
+        result = subprocess.run(
+            [sys.executable, "-c", script, *argv],
+            env=child_env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert "pydicom imported: False" in result.stdout, result.stderr
+    assert len(list((tmp_path / "received").iterdir())) == 3
+
+
 # -- the storage logic ------------------------------------------------------------------------
 
 
 def test_storage_sop_classes_are_pydicom_storage_uids() -> None:
-    """The compact list: every UID is a storage SOP class by pydicom's dictionary."""
-    for uid in storage.STORAGE_SOP_CLASSES:
+    """The common list (file name prefixes, getscu's proposals): storage SOP classes by pydicom's
+    dictionary; and storescp's policy accepts every storage SOP class of dul.uids."""
+    for uid in storage.COMMON_STORAGE_SOP_CLASSES:
         assert UID(uid).type == "SOP Class", uid
         assert "Storage" in UID(uid).name, (uid, UID(uid).name)
+        assert uid in storage.STORAGE_SOP_CLASSES
+    assert storage.STORAGE_SOP_CLASSES is dul.uids.STORAGE_SOP_CLASSES
+    policy = storage.storage_policy(ae_title=None, maximum_length=16384)
+    assert set(storage.STORAGE_SOP_CLASSES) < set(policy.contexts)
     for syntax in storage.TRANSFER_SYNTAXES:
         assert UID(syntax).is_transfer_syntax, syntax
 

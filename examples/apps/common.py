@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
+import attrs
+
 import dul
 from dul import dimse
 from dul.uids import UID_NAMES
@@ -34,9 +36,12 @@ __all__ = [
     "association_failed",
     "association_request",
     "broken",
+    "identity_verifier",
     "message_name",
+    "negotiation",
     "release_failed",
     "requestor",
+    "user_identity",
 ]
 
 T = TypeVar("T")
@@ -84,13 +89,109 @@ def association_request(
     contexts: tuple[dul.PresentationContext, ...],
     roles: tuple[dul.RoleSelection, ...] = (),
 ) -> dul.AssociateRequest:
-    """The A-ASSOCIATE-RQ of a requestor's options, proposing ``contexts`` (and ``roles``)."""
+    """The A-ASSOCIATE-RQ of a requestor's options, proposing ``contexts`` (and ``roles``), with
+    the user identity and the operations window (``--max-ops``) they ask for."""
+    max_ops = getattr(args, "max_ops", None)
+    window = dul.AsyncOpsWindow(invoked=max_ops, performed=1) if max_ops else None
     return dul.AssociateRequest(
         called_ae_title=args.call,
         calling_ae_title=args.aetitle,
         presentation_contexts=contexts,
-        user_information=dul.UserInformation(maximum_length=args.max_pdu, role_selections=roles),
+        user_information=dul.UserInformation(
+            maximum_length=args.max_pdu,
+            role_selections=roles,
+            async_ops_window=window,
+            user_identity=user_identity(args),
+        ),
     )
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fp:
+            return fp.read()
+    except OSError as exc:
+        raise ToolError(ExitCode.USAGE, f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def user_identity(args: argparse.Namespace) -> dul.UserIdentity | None:
+    """The user identity of ``--user [--password]``, ``--saml FILE`` or ``--jwt FILE`` (PS3.7
+    D.3.3.7: types 1, 2, 4, 5), or None."""
+    asked = getattr(args, "request_response", False)
+    kind = dul.UserIdentityType
+    if getattr(args, "user", None):
+        if args.password is None:
+            identity_type, secondary = kind.USERNAME, b""
+        else:
+            identity_type, secondary = kind.USERNAME_AND_PASSCODE, args.password.encode()
+        return dul.UserIdentity(
+            identity_type=identity_type,
+            primary=args.user.encode(),
+            secondary=secondary,
+            positive_response_requested=asked,
+        )
+    if getattr(args, "password", None):
+        raise ToolError(ExitCode.USAGE, "--password needs --user")
+    for option, identity_type in (("saml", kind.SAML), ("jwt", kind.JWT)):
+        path = getattr(args, option, None)
+        if path:
+            return dul.UserIdentity(
+                identity_type=identity_type, primary=_read(path), positive_response_requested=asked
+            )
+    return None
+
+
+def identity_verifier(
+    args: argparse.Namespace, log: logging.Logger
+) -> Callable[[dul.UserIdentity], bytes | None] | None:
+    """An SCP's check of the requestor's user identity, from ``--users FILE``.
+
+    Without the option, any identity is accepted (and answered, when a response is asked for).
+    With it, a name and passcode of the file are required: anything else is rejected.
+    """
+    path = getattr(args, "users", None)
+    if not path:
+        return lambda identity: b""
+    users: dict[bytes, bytes] = {}
+    for line in _read(path).decode("utf-8", "replace").splitlines():
+        fields = line.split()
+        if fields and not fields[0].startswith("#"):
+            users[fields[0].encode()] = fields[1].encode() if len(fields) > 1 else b""
+
+    def verify(identity: dul.UserIdentity) -> bytes | None:
+        kind = identity.identity_type
+        secondary = (
+            identity.secondary if kind == dul.UserIdentityType.USERNAME_AND_PASSCODE else b""
+        )
+        ok = kind in (1, 2) and users.get(identity.primary) == secondary
+        who = identity.primary.decode("utf-8", "replace")
+        log.info("user identity %r %s", who, "accepted" if ok else "refused")
+        return b"" if ok else None
+
+    return verify
+
+
+def negotiation(
+    policy: dimse.AcceptorPolicy, args: argparse.Namespace, log: logging.Logger
+) -> Callable[[dul.AssociateRequest], dul.AssociateAccept | dul.AssociateReject]:
+    """What an SCP answers an A-ASSOCIATE-RQ with: ``policy``, with the user identity check
+    (``--users``: RJ 1/1/1 without a good one) and the operations window (``--max-ops``)."""
+    verify = identity_verifier(args, log)
+    max_ops = getattr(args, "max_ops", 1) or 1
+    policy = attrs.evolve(
+        policy,
+        user_identity=verify,
+        async_ops_window=dul.AsyncOpsWindow(invoked=max_ops, performed=max_ops),
+    )
+    required = bool(getattr(args, "users", None))
+
+    def negotiate(request: dul.AssociateRequest) -> dul.AssociateAccept | dul.AssociateReject:
+        if required and not isinstance(request.user_information.user_identity, dul.UserIdentity):
+            log.info("no user identity: rejected, as --users requires one")
+            return request.reject(reason=1)
+        return policy.evaluate(request)
+
+    return negotiate
 
 
 def association_failed(exc: BaseException) -> ToolError:
@@ -137,9 +238,15 @@ def requestor(
 
     def service(assoc: Association) -> Steps[T]:
         try:
-            yield from assoc.associate(association_request(args, contexts, roles))
+            accept = yield from assoc.associate(association_request(args, contexts, roles))
         except BROKEN as exc:
             raise association_failed(exc) from exc
+        if getattr(args, "request_response", False):
+            answer = accept.user_information.user_identity
+            if answer is None:
+                log.warning("the acceptor sent no user identity response")
+            else:
+                log.info("user identity response: %d bytes", len(answer.server_response))
         try:
             result = yield from work(assoc)
         except BROKEN as exc:

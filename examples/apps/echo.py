@@ -9,7 +9,7 @@ import dul
 from dul import dimse
 from examples.runtime import Association, DatasetReader, Service, Steps, acceptor
 
-from .common import ExitCode, ToolError, requestor
+from .common import ExitCode, ToolError, negotiation, requestor
 
 __all__ = [
     "ECHO_CONTEXTS",
@@ -92,6 +92,6 @@ def echoscp_policy(args: argparse.Namespace) -> dimse.AcceptorPolicy:
     )
 
 
-def echoscp(args: argparse.Namespace) -> Service[None]:
+def echoscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
     """echoscp's per-association service: C-ECHO answered, anything else 0x0211."""
-    return acceptor(echoscp_policy(args).evaluate, {dimse.CEchoRequest: respond})
+    return acceptor(negotiation(echoscp_policy(args), args, log), {dimse.CEchoRequest: respond})

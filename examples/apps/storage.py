@@ -1,13 +1,14 @@
 """The storage logic of storescu and storescp that needs no network: any driver reuses it.
 
-- Files to send: :func:`find_files` reads each file's meta group (with pydicom) to learn its SOP
-  class, instance and transfer syntax and where its data set starts; the data set itself is never
-  loaded, a driver streams it from ``offset``. :func:`plan` groups the files into associations
-  of at most 128 presentation contexts (one per SOP class and transfer syntax, PS3.8 §9.3.2.2).
+- Files to send: :func:`find_files` reads each file's meta group (with :mod:`dul.part10`, no
+  pydicom) to learn its SOP class, instance and transfer syntax and where its data set starts;
+  the data set itself is never loaded, a driver streams it from ``offset``. :func:`plan` groups
+  the files into associations of at most 128 presentation contexts (one per SOP class and
+  transfer syntax, PS3.8 §9.3.2.2).
 - Files received: :class:`Part10Writer` writes the file meta group (PS3.10 §7.1) made from the
   C-STORE request and the presentation context, then the data set as it arrives.
-- What a storage SCP accepts: :data:`STORAGE_SOP_CLASSES`, :data:`TRANSFER_SYNTAXES`,
-  :func:`storage_policy`.
+- What a storage SCP accepts: :data:`STORAGE_SOP_CLASSES` (every one of :mod:`dul.uids`),
+  :data:`TRANSFER_SYNTAXES`, :func:`storage_policy`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import struct
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 import dul
-from dul import dimse
+from dul import dimse, part10
+from dul.uids import STORAGE_SOP_CLASSES
 
 __all__ = [
+    "COMMON_STORAGE_SOP_CLASSES",
     "STORAGE_SOP_CLASSES",
     "TRANSFER_SYNTAXES",
     "AnyAbstractSyntax",
@@ -41,9 +43,10 @@ __all__ = [
     "storage_policy",
 ]
 
-#: Common storage SOP classes (PS3.4 Annex B.5), each with the prefix of its files' names
-#: (the modality, as DCMTK's storescp names files).
-STORAGE_SOP_CLASSES: dict[str, str] = {
+#: The common storage SOP classes (PS3.4 Annex B.5), each with the prefix of its files' names
+#: (the modality, as DCMTK's storescp names files); what getscu proposes, in this order. What
+#: storescp accepts is every storage SOP class: :data:`dul.uids.STORAGE_SOP_CLASSES`.
+COMMON_STORAGE_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.1": "CR",  # Computed Radiography Image
     "1.2.840.10008.5.1.4.1.1.1.1": "DX",  # Digital X-Ray Image - For Presentation
     "1.2.840.10008.5.1.4.1.1.1.1.1": "DX",  # Digital X-Ray Image - For Processing
@@ -151,44 +154,31 @@ class DicomFile:
         return (self.sop_class_uid, self.transfer_syntax)
 
 
-def _not_meta(tag: object, vr: object, length: object) -> bool:
-    return getattr(tag, "group", 0) != 0x0002
-
-
 def read_dicom_file(path: Path) -> DicomFile:
     """Read ``path``'s preamble and meta group (PS3.10 §7.1) only; locate its data set."""
-    from pydicom.errors import InvalidDicomError
-    from pydicom.filereader import read_dataset, read_preamble
-
     try:
         with open(path, "rb") as fp:
-            read_preamble(fp, False)
-            meta = read_dataset(
-                fp, is_implicit_VR=False, is_little_endian=True, stop_when=_not_meta
-            )
-            offset = fp.tell()
+            meta = part10.read_file_meta(fp)
             size = os.fstat(fp.fileno()).st_size
-    except InvalidDicomError as exc:
-        raise InvalidFile(f"{path}: not a DICOM file ({exc})") from exc
+    except part10.InvalidFileMeta as exc:  # one line of ours, never pydicom's "force=True"
+        raise InvalidFile(f"{path}: not a DICOM Part 10 file ({exc})") from exc
     except OSError as exc:
         raise InvalidFile(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except Exception as exc:  # pydicom raises many kinds on a corrupt meta group
-        raise InvalidFile(f"{path}: unreadable file meta information: {exc}") from exc
-    values = {}
-    for keyword in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID"):
-        value = str(meta.get(keyword, "") or "").rstrip("\0 ")
-        if not value:
-            raise InvalidFile(f"{path}: the file meta information has no {keyword}")
-        values[keyword] = value
-    if size <= offset:
+    sop_class = meta.media_storage_sop_class_uid
+    if not sop_class:
+        raise InvalidFile(f"{path}: the file meta information has no MediaStorageSOPClassUID")
+    sop_instance = meta.media_storage_sop_instance_uid
+    if not sop_instance:
+        raise InvalidFile(f"{path}: the file meta information has no MediaStorageSOPInstanceUID")
+    if size <= meta.dataset_offset:
         raise InvalidFile(f"{path}: no data set after the file meta information")
     return DicomFile(
         path=path,
-        sop_class_uid=values["MediaStorageSOPClassUID"],
-        sop_instance_uid=values["MediaStorageSOPInstanceUID"],
-        transfer_syntax=values["TransferSyntaxUID"],
-        offset=offset,
-        length=size - offset,
+        sop_class_uid=sop_class,
+        sop_instance_uid=sop_instance,
+        transfer_syntax=meta.transfer_syntax,
+        offset=meta.dataset_offset,
+        length=size - meta.dataset_offset,
     )
 
 
@@ -289,21 +279,6 @@ def read_chunks(fp: io.BufferedIOBase, dicom: DicomFile, chunk_size: int) -> Ite
 
 # -- files received ---------------------------------------------------------------------------
 
-_PREAMBLE = bytes(128) + b"DICM"
-_LONG_VRS = {b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"}
-
-
-def _element(element: int, vr: bytes, value: bytes) -> bytes:
-    """One explicit VR little endian element of group 0002 (PS3.5 §7.1.2)."""
-    if vr in _LONG_VRS:
-        return struct.pack("<HH2sHL", 0x0002, element, vr, 0, len(value)) + value
-    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
-
-
-def _text(value: str, pad: bytes) -> bytes:
-    data = value.encode("ascii", "replace")
-    return data + pad if len(data) % 2 else data
-
 
 def file_meta(
     sop_class_uid: str,
@@ -314,25 +289,21 @@ def file_meta(
     """The preamble, ``DICM`` and the file meta group of a Part 10 file (PS3.10 §7.1).
 
     The SOP class and instance come from the C-STORE-RQ, the transfer syntax from its
-    presentation context, the implementation class UID and version name are dul's.
+    presentation context, the implementation class UID and version name are dul's. The values
+    are a peer's: written as received (:func:`dul.part10.encode_file_meta`, ``strict=False``).
     """
-    body = [
-        _element(0x0001, b"OB", b"\x00\x01"),  # File Meta Information Version
-        _element(0x0002, b"UI", _text(sop_class_uid, b"\0")),
-        _element(0x0003, b"UI", _text(sop_instance_uid, b"\0")),
-        _element(0x0010, b"UI", _text(transfer_syntax, b"\0")),
-        _element(0x0012, b"UI", _text(dul.IMPLEMENTATION_CLASS_UID, b"\0")),
-        _element(0x0013, b"SH", _text(dul.IMPLEMENTATION_VERSION_NAME, b" ")),
-    ]
-    if source_ae_title:
-        body.append(_element(0x0016, b"AE", _text(source_ae_title, b" ")))
-    length = sum(len(b) for b in body)
-    return b"".join([_PREAMBLE, _element(0x0000, b"UL", struct.pack("<L", length)), *body])
+    return part10.encode_file_meta(
+        sop_class_uid=sop_class_uid,
+        sop_instance_uid=sop_instance_uid,
+        transfer_syntax=transfer_syntax,
+        source_ae_title=source_ae_title,
+        strict=False,
+    )
 
 
 def file_name(sop_class_uid: str, sop_instance_uid: str) -> str:
     """``<modality>.<SOP instance UID>``, as DCMTK names files; safe whatever the peer sent."""
-    prefix = STORAGE_SOP_CLASSES.get(sop_class_uid, "UNKNOWN")
+    prefix = COMMON_STORAGE_SOP_CLASSES.get(sop_class_uid, "UNKNOWN")
     uid = re.sub(r"[^0-9.]", "_", sop_instance_uid)[:64] or "no-instance-uid"
     return f"{prefix}.{uid}"
 
@@ -417,6 +388,6 @@ def storage_policy(
     if accept_all:
         contexts = AnyAbstractSyntax(TRANSFER_SYNTAXES)
     else:
-        contexts = dict.fromkeys(STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES)
+        contexts = dict.fromkeys(sorted(STORAGE_SOP_CLASSES), TRANSFER_SYNTAXES)
         contexts[dimse.VERIFICATION_SOP_CLASS] = TRANSFER_SYNTAXES[:2]
     return dimse.AcceptorPolicy(contexts=contexts, ae_title=ae_title, maximum_length=maximum_length)

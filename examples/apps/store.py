@@ -21,13 +21,14 @@ from examples.runtime import (
     Association,
     AssociationAborted,
     DatasetReader,
+    DriverError,
     Service,
     Steps,
     acceptor,
 )
 
 from . import echo, storage
-from .common import UID_NAMES, ExitCode, ToolError, requestor
+from .common import UID_NAMES, ExitCode, ToolError, negotiation, requestor
 
 __all__ = [
     "Counter",
@@ -73,24 +74,35 @@ def store_batch(
     def work(assoc: Association) -> Steps[int]:
         failures = 0
         size = chunk_size(assoc)
+        pending: dict[int, storage.DicomFile] = {}  # in flight, by message ID
         for dicom in batch.files:
-            if not (yield from _store_file(assoc, dicom, size, log, progress)):
+            while pending and not assoc.session.can_invoke:  # the window is full (D.3.3.3)
+                failures += not (yield from _collect(assoc, pending, log, progress))
+            if failures and not args.no_halt:
+                break
+            message_id = yield from _send_file(assoc, dicom, size, log, progress)
+            if message_id is None:
                 failures += 1
-                if not args.no_halt:
-                    break
+            else:
+                pending[message_id] = dicom
+            if failures and not args.no_halt:
+                break
+        while pending:
+            failures += not (yield from _collect(assoc, pending, log, progress))
         return failures
 
     return requestor(args, log, batch.contexts, work)
 
 
-def _store_file(
+def _send_file(
     assoc: Association,
     dicom: storage.DicomFile,
     size: int,
     log: logging.Logger,
     progress: Counter,
-) -> Steps[bool]:
-    """C-STORE one file, its data set streamed from disk; True when stored."""
+) -> Steps[int | None]:
+    """Send the C-STORE-RQ of one file, its data set streamed from disk: its message ID, or
+    None when the peer accepted no context for it."""
     context_id = assoc.context_for(dicom.sop_class_uid, dicom.transfer_syntax)
     if context_id is None:
         log.error(
@@ -100,7 +112,7 @@ def _store_file(
             UID_NAMES.get(dicom.transfer_syntax, dicom.transfer_syntax),
         )
         progress.file_done()
-        return False
+        return None
     log.info("sending %s (%d bytes)", dicom.path, dicom.length)
     request = dimse.CStoreRequest(
         message_id=assoc.session.next_message_id(),
@@ -127,7 +139,20 @@ def _store_file(
         raise ToolError(
             ExitCode.INVALID_INPUT_FILE, f"{dicom.path}: read failed, association aborted: {exc}"
         ) from exc
+    return request.message_id
+
+
+def _collect(
+    assoc: Association,
+    pending: dict[int, storage.DicomFile],
+    log: logging.Logger,
+    progress: Counter,
+) -> Steps[bool]:
+    """Wait for the next C-STORE-RSP, for one of the ``pending`` files: True when stored."""
     response, _ = yield from assoc.receive_response()
+    dicom = pending.pop(response.message_id_being_responded_to, None)
+    if dicom is None:
+        raise DriverError(f"a response to message {response.message_id_being_responded_to}")
     progress.file_done()
     return _stored(log, dicom, response)
 
@@ -172,7 +197,7 @@ def storescp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
     """storescp's per-association service (checks first that the output can be written)."""
     scp = StoreSCP(args, log)
     handlers = {dimse.CEchoRequest: echo.respond, dimse.CStoreRequest: scp.handle}
-    return acceptor(storescp_policy(args).evaluate, handlers)
+    return acceptor(negotiation(storescp_policy(args), args, log), handlers)
 
 
 def _writable(directory: Path) -> bool:

@@ -7,17 +7,11 @@ message with one ``writelines``, honours ``pause_writing``/``resume_writing`` (a
 reading slows us down rather than making us buffer without bound) and pauses reading while what
 was received is not being consumed. The clock gives ARTIM and the timeouts ARTIM does not cover
 (PS3.8 §9.1.4 Note 2). Every ending closes the transport; a cancelled task aborts the
-association (A-ABORT written, then the transport closed).
-
-Requestor::
-
-    async with await Association.request("127.0.0.1", 11112, request) as assoc:
-        status = await assoc.echo()
-
-Acceptor::
-
-    async with Server("127.0.0.1", 11112, policy=policy, handlers={CEchoRequest: echo_handler}):
-        ...
+association (A-ABORT written, then the transport closed). It runs services
+(``docs/services.md``) and knows nothing of what they do: ``run_requestor``, ``serve`` and
+``serving`` as the other drivers have them; inside an event loop of one's own,
+``async with Server(host, port, service=...)`` and
+``runtime.drive_async(Steps(), await Association.connect(...), ...)``.
 """
 
 from __future__ import annotations
@@ -32,33 +26,23 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import dul
 from dul import dimse
 from examples import runtime
-from examples._async_messaging import (
-    AsyncMessaging,
-    AsyncServing,
-    DatasetReader,
-    Handler,
-    echo_handler,
-)
 from examples.runtime import AssociationAborted, AssociationRejected, DriverError, Timeouts
 
 __all__ = [
     "Association",
     "AssociationAborted",
     "AssociationRejected",
-    "DatasetReader",
     "DriverError",
-    "Handler",
     "Server",
     "Steps",
     "Timeouts",
-    "echo_handler",
     "run_requestor",
     "serve",
     "serving",
@@ -200,7 +184,7 @@ class AssociationProtocol(asyncio.BufferedProtocol):
                 self._drain_waiter = None
 
 
-class Association(AsyncMessaging):
+class Association:
     """One association over an :class:`AssociationProtocol`, driven by its session."""
 
     def __init__(
@@ -352,59 +336,21 @@ class Association(AsyncMessaging):
     # -- requestor -------------------------------------------------------------------------
 
     @classmethod
-    async def request(
-        cls,
-        host: str,
-        port: int,
-        request: dul.AssociateRequest,
-        *,
-        timeouts: Timeouts = DEFAULT_TIMEOUTS,
-        ssl_context: ssl.SSLContext | None = None,
-        server_hostname: str | None = None,
-        whole_datasets: bool = False,
-        on_event: Callable[[str, object], None] | None = None,
-    ) -> Association:
-        """Connect, send ``request`` and wait for the answer; raise if it is not an accept."""
-        session = dimse.Session(dul.Connection(dul.Role.REQUESTOR), whole_datasets=whole_datasets)
-        # Evt1 + Evt2 before the transport exists: the Connection is ready for bytes from the
-        # first callback on, whatever the peer sends.
-        data = session.send(request)
-        assoc = await cls.connect(
-            host,
-            port,
-            session,
-            timeouts=timeouts,
-            ssl_context=ssl_context,
-            server_hostname=server_hostname,
-            on_event=on_event,
-        )
-        try:
-            assoc._trace("sent", request)
-            await assoc.write(data)
-            event = await assoc._next_upper(timeouts.acse)
-        except BaseException:
-            await assoc.abort()
-            raise
-        if isinstance(event, dul.AssociateAccept):
-            return assoc
-        await assoc.close()
-        if isinstance(event, dul.AssociateReject):
-            raise AssociationRejected(event)
-        raise AssociationAborted(f"association refused: {event}")
-
-    @classmethod
     async def connect(
         cls,
         host: str,
         port: int,
-        session: dimse.Session,
+        session: dimse.Session | None = None,
         *,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         on_event: Callable[[str, object], None] | None = None,
     ) -> Association:
-        """Connect (and shake hands, with TLS) for ``session``, a requestor's."""
+        """Connect (and shake hands, with TLS): a requestor's association (over ``session``,
+        or a new one), not yet requested."""
+        if session is None:
+            session = dimse.Session(dul.Connection(dul.Role.REQUESTOR))
         loop = asyncio.get_running_loop()
         tls = ssl_context is not None
         try:
@@ -426,25 +372,6 @@ class Association(AsyncMessaging):
         return cls(protocol, timeouts=timeouts, on_event=on_event)
 
     # -- ending ----------------------------------------------------------------------------
-
-    async def release(self) -> None:
-        """A-RELEASE: ask, wait for the answer (and answer a collision), close."""
-        if self.closed is not None or self.connection.state is not dul.State.ESTABLISHED:
-            await self.close()
-            return
-        self._trace("sent", dul.ReleaseRequest())
-        await self.write(self.session.send(dul.ReleaseRequest()))
-        deadline = _deadline(self._loop, self.timeouts.acse)
-        try:
-            while self.closed is None:
-                event = await self._next_event(deadline)
-                if isinstance(event, dul.ReleaseRequest):  # release collision (PS3.8 §7.2.2)
-                    await self.write(self.session.send(event.response()))
-        except TimeoutError:
-            await self.abort()
-            raise
-        finally:
-            await self.close()
 
     async def abort(self) -> None:
         """A-ABORT (if the state allows one), then close; works in a cancelled task too.
@@ -473,17 +400,8 @@ class Association(AsyncMessaging):
         self._settle()
         await self._wait_closed()
 
-    async def __aenter__(self) -> Association:
-        return self
 
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            await self.release()
-        else:  # an error or a cancellation: abort rather than leave the peer waiting
-            await self.abort()
-
-
-class Server(AsyncServing):
+class Server:
     """An acceptor on ``host:port``: a task per association, at most ``max_associations``.
 
     A request beyond that bound is rejected (transient, local limit exceeded: RJ 2/3/2).
@@ -496,9 +414,7 @@ class Server(AsyncServing):
         host: str,
         port: int,
         *,
-        policy: dimse.AcceptorPolicy | None = None,
-        handlers: Mapping[type[dimse.Message], Handler] | None = None,
-        service: runtime.Service[None] | None = None,
+        service: runtime.Service[None],
         max_associations: int = 32,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         ssl_context: ssl.SSLContext | None = None,
@@ -508,8 +424,6 @@ class Server(AsyncServing):
     ) -> None:
         self.host = host
         self.port = port
-        self.policy = policy  # type: ignore[assignment]
-        self.handlers = dict(handlers or {})
         self.service = service
         self.max_associations = max_associations
         self.timeouts = timeouts
@@ -576,14 +490,11 @@ class Server(AsyncServing):
 
     async def _serve_one(self, assoc: Association) -> None:
         if self._active >= self.max_associations:
-            await self._refuse(assoc)
+            await _run_service(assoc, runtime.refuse, self.timeouts)
             return
         self._active += 1
         try:
-            if self.service is not None:
-                await _run_service(assoc, self.service, self.timeouts)
-            else:
-                await self._run(assoc)
+            await _run_service(assoc, self.service, self.timeouts)
         finally:
             self._active -= 1
             if self.on_close is not None:

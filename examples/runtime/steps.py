@@ -24,7 +24,7 @@ awaits only what the driver gives it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -77,24 +77,26 @@ class Receive:
 
 
 @dataclass(frozen=True, slots=True)
-class Poll:
+class _OnLink:
+    link: object = None
+
+
+class Poll(_OnLink):
     """The next event if it has arrived already (a message begun is read to its end), or None."""
 
-    link: object = None
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Abort:
+class Abort(_OnLink):
     """A-ABORT (if the state allows one), then close the transport."""
 
-    link: object = None
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
+class Close(_OnLink):
     """Write what the protocol queued, then close the transport."""
 
-    link: object = None
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,18 +140,31 @@ class Driver(Protocol):
         """A new transport and the runtime Association over its session."""
 
 
-class AsyncDriver(Protocol):
-    """What :func:`drive_async` needs of an async driver; see :class:`Driver`."""
+#: What :func:`drive_async` needs of an async driver: :class:`Driver`'s methods, each awaitable.
+AsyncDriver = Any
 
-    def write(self, transport: Any, data: Sequence[Buffer]) -> Awaitable[None]: ...
-    def receive(
-        self, transport: Any, timeout: float | None, interruptible: bool
-    ) -> Awaitable[object]: ...
-    def poll(self, transport: Any) -> Awaitable[object | None]: ...
-    def abort(self, transport: Any) -> Awaitable[None]: ...
-    def close(self, transport: Any) -> Awaitable[None]: ...
-    def sleep(self, seconds: float) -> Awaitable[None]: ...
-    def connect(self, step: Connect) -> Awaitable[tuple[Any, Any]]: ...
+
+def _call(step: Step, transports: dict[int, Any]) -> tuple[str, tuple[Any, ...]]:
+    """Which driver method answers ``step``, and with what: the part both trampolines share."""
+    if isinstance(step, Sleep):
+        return "sleep", (step.seconds,)
+    if isinstance(step, Connect):
+        return "connect", (step,)
+    target = transports[id(step.link)] if id(step.link) in transports else transports[0]
+    if isinstance(step, Send):
+        return "write", (target, step.buffers)
+    if isinstance(step, Receive):
+        return "receive", (target, step.timeout, step.interruptible)
+    return type(step).__name__.lower(), (target,)  # poll, abort, close
+
+
+def _answer(step: Step, result: Any, transports: dict[int, Any]) -> Any:
+    """The answer to send into the service; a new association's transport is kept."""
+    if isinstance(step, Connect):
+        transport, link = result
+        transports[id(link)] = transport
+        return link
+    return result
 
 
 def drive(driver: Driver, transport: Any, link: object, steps: Steps[T]) -> T:
@@ -158,7 +173,7 @@ def drive(driver: Driver, transport: Any, link: object, steps: Steps[T]) -> T:
     An ``Exception`` while answering a step goes back into the service; anything else (Ctrl-C)
     and an error the service lets out abort its associations. All are closed at the end.
     """
-    transports = {id(link): transport}
+    transports = {0: transport, id(link): transport}
     answer: object = None
     error: Exception | None = None
     try:
@@ -169,33 +184,17 @@ def drive(driver: Driver, transport: Any, link: object, steps: Steps[T]) -> T:
                 return done.value  # type: ignore[no-any-return]
             answer, error = None, None
             try:
-                if isinstance(step, Sleep):
-                    driver.sleep(step.seconds)
-                    continue
-                if isinstance(step, Connect):
-                    sub, answer = driver.connect(step)
-                    transports[id(answer)] = sub
-                    continue
-                target = transports.get(id(step.link), transport)
-                if isinstance(step, Send):
-                    driver.write(target, step.buffers)
-                elif isinstance(step, Receive):
-                    answer = driver.receive(target, step.timeout, step.interruptible)
-                elif isinstance(step, Poll):
-                    answer = driver.poll(target)
-                elif isinstance(step, Abort):
-                    driver.abort(target)
-                else:
-                    driver.close(target)
+                name, args = _call(step, transports)
+                answer = _answer(step, getattr(driver, name)(*args), transports)
             except Exception as exc:
                 error = exc
     except BaseException:
         steps.close()
-        for target in transports.values():
+        for target in set(transports.values()):
             driver.abort(target)
         raise
     finally:
-        for target in transports.values():
+        for target in set(transports.values()):
             driver.close(target)
 
 
@@ -205,7 +204,7 @@ async def drive_async(driver: AsyncDriver, transport: Any, link: object, steps: 
     A cancellation arrives as the driver's await raising: the associations are aborted (the
     drivers shield that last write) and the cancellation goes on.
     """
-    transports = {id(link): transport}
+    transports = {0: transport, id(link): transport}
     answer: object = None
     error: Exception | None = None
     try:
@@ -216,31 +215,15 @@ async def drive_async(driver: AsyncDriver, transport: Any, link: object, steps: 
                 return done.value  # type: ignore[no-any-return]
             answer, error = None, None
             try:
-                if isinstance(step, Sleep):
-                    await driver.sleep(step.seconds)
-                    continue
-                if isinstance(step, Connect):
-                    sub, answer = await driver.connect(step)
-                    transports[id(answer)] = sub
-                    continue
-                target = transports.get(id(step.link), transport)
-                if isinstance(step, Send):
-                    await driver.write(target, step.buffers)
-                elif isinstance(step, Receive):
-                    answer = await driver.receive(target, step.timeout, step.interruptible)
-                elif isinstance(step, Poll):
-                    answer = await driver.poll(target)
-                elif isinstance(step, Abort):
-                    await driver.abort(target)
-                else:
-                    await driver.close(target)
+                name, args = _call(step, transports)
+                answer = _answer(step, await getattr(driver, name)(*args), transports)
             except Exception as exc:
                 error = exc
     except BaseException:
         steps.close()
-        for target in transports.values():
+        for target in set(transports.values()):
             await driver.abort(target)
         raise
     finally:
-        for target in transports.values():
+        for target in set(transports.values()):
             await driver.close(target)

@@ -3,17 +3,13 @@
 What a driver adds to the sans-I/O core: the socket (TCP_NODELAY, ``recv_into`` a reused buffer,
 one gather-write per message, optional TLS), the clock (ARTIM and the timeouts ARTIM does not
 cover, PS3.8 §9.1.4 Note 2: connect, association negotiation and release, DIMSE responses,
-idle), and a clean close in every ending.
+idle), and a clean close in every ending. It runs services (``docs/services.md``): it knows
+nothing of what they do.
 
-Requestor::
-
-    with Association.request("127.0.0.1", 11112, request) as assoc:
-        status = assoc.echo()
-
-Acceptor::
-
-    server = Server("127.0.0.1", 11112, policy=policy, handlers={CEchoRequest: echo_handler})
-    server.serve_forever()
+Requestor: ``run_requestor(service, "127.0.0.1", 11112)`` connects and runs ``service`` (its
+result is returned). Acceptor: ``serve(service, "127.0.0.1", 11112)`` runs ``service`` for each
+association accepted, a thread each, until SIGINT or SIGTERM; ``serving(...)`` does it in a
+thread of this process.
 """
 
 from __future__ import annotations
@@ -26,7 +22,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -39,13 +35,10 @@ __all__ = [
     "Association",
     "AssociationAborted",
     "AssociationRejected",
-    "DatasetReader",
     "DriverError",
-    "Handler",
     "Server",
     "Steps",
     "Timeouts",
-    "echo_handler",
     "run_requestor",
     "serve",
     "serving",
@@ -97,7 +90,11 @@ def _set_nodelay(sock: socket.socket) -> None:
 
 
 class Association:
-    """One association over a connected socket, driven by a :class:`dul.dimse.Session`."""
+    """The transport of one association: a connected socket under a :class:`dul.dimse.Session`.
+
+    :class:`Steps` answers a service's steps with its calls: ``write``, ``next_event``,
+    ``abort``, ``close``.
+    """
 
     def __init__(
         self,
@@ -225,43 +222,6 @@ class Association:
     # -- requestor -------------------------------------------------------------------------
 
     @classmethod
-    def request(
-        cls,
-        host: str,
-        port: int,
-        request: dul.AssociateRequest,
-        *,
-        timeouts: Timeouts = DEFAULT_TIMEOUTS,
-        ssl_context: ssl.SSLContext | None = None,
-        server_hostname: str | None = None,
-        whole_datasets: bool = False,
-        on_event: Callable[[str, object], None] | None = None,
-    ) -> Association:
-        """Connect, send ``request`` and wait for the answer; raise if it is not an accept."""
-        assoc = cls.connect(
-            host,
-            port,
-            timeouts=timeouts,
-            ssl_context=ssl_context,
-            server_hostname=server_hostname,
-            whole_datasets=whole_datasets,
-            on_event=on_event,
-        )
-        try:
-            assoc._trace("sent", request)
-            assoc.write(assoc.session.send(request))
-            event = assoc._next_upper(timeouts.acse)
-        except BaseException:
-            assoc.abort()
-            raise
-        if isinstance(event, dul.AssociateAccept):
-            return assoc
-        assoc.close()
-        if isinstance(event, dul.AssociateReject):
-            raise AssociationRejected(event)
-        raise AssociationAborted(f"association refused: {event}")
-
-    @classmethod
     def connect(
         cls,
         host: str,
@@ -292,151 +252,6 @@ class Association:
             on_event=on_event,
         )
 
-    def _next_upper(self, timeout: float | None) -> object:
-        """The next event; an abort or close becomes :class:`AssociationAborted`."""
-        try:
-            event = self.next_event(timeout)
-        except TimeoutError:
-            self.abort()
-            raise
-        if isinstance(event, dul.Abort):
-            self.next_event(0)  # the ConnectionClosed that follows
-            raise AssociationAborted(
-                f"aborted by the peer: {event}", dul.CloseCause.ABORTED_BY_PEER
-            )
-        if isinstance(event, dul.ConnectionClosed) and event.cause not in (
-            dul.CloseCause.RELEASED,
-            dul.CloseCause.REJECTED,
-        ):
-            raise AssociationAborted(f"association ended: {event.cause.value}", event.cause)
-        return event
-
-    @property
-    def accept(self) -> dul.AssociateAccept | None:
-        """The A-ASSOCIATE-AC of this association."""
-        return self.connection.accept
-
-    def context_for(self, abstract_syntax: str, transfer_syntax: str | None = None) -> int:
-        """An accepted context for ``abstract_syntax``; see :meth:`Session.context_for`."""
-        return self.session.context_for(abstract_syntax, transfer_syntax)
-
-    def send(
-        self,
-        message: dimse.Message,
-        *,
-        context_id: int,
-        dataset: bytes | bytearray | memoryview | None = None,
-        dataset_follows: bool = False,
-    ) -> None:
-        """Send a message (and its data set) in one gather-write."""
-        self._trace("sent", message)
-        self.write(
-            self.session.send_message(
-                message, context_id=context_id, dataset=dataset, dataset_follows=dataset_follows
-            )
-        )
-
-    def send_dataset_stream(self, context_id: int, chunks: Iterable[bytes], length: int) -> None:
-        """Stream a data set of ``length`` bytes announced with ``dataset_follows=True``.
-
-        Chunks must have even lengths (but the last); memory stays bounded by one chunk.
-        """
-        sent = 0
-        for chunk in chunks:
-            if not chunk:
-                continue
-            sent += len(chunk)
-            self.write(self.session.send_dataset(context_id, chunk, is_last=sent >= length))
-        if sent != length:
-            self.abort()
-            raise DriverError(f"data set stream gave {sent} bytes, {length} were announced")
-
-    def receive_message(self, timeout: float | None = None) -> dimse.MessageReceived:
-        """Wait for the next DIMSE message (``timeout`` defaults to the DIMSE timeout)."""
-        event = self._next_upper(self.timeouts.dimse if timeout is None else timeout)
-        if isinstance(event, dimse.MessageReceived):
-            return event
-        raise DriverError(f"expected a DIMSE message, got {event}")
-
-    def read_dataset(self, timeout: float | None = None) -> Iterator[memoryview | bytes]:
-        """The chunks of the data set of the message just received (streaming mode)."""
-        while True:
-            event = self._next_upper(self.timeouts.dimse if timeout is None else timeout)
-            if not isinstance(event, dimse.DatasetChunk):
-                raise DriverError(f"expected a data set fragment, got {event}")
-            yield event.data
-            if event.is_last:
-                return
-
-    def receive_response(self, timeout: float | None = None) -> tuple[dimse.Response, bytes | None]:
-        """The next response and its data set (joined), for a request sent."""
-        event = self.receive_message(timeout)
-        if not isinstance(event.message, dimse.Response):
-            raise DriverError(f"expected a response, got {type(event.message).__name__}")
-        dataset = event.dataset
-        if event.has_dataset and dataset is None:
-            dataset = b"".join(self.read_dataset(timeout))
-        return event.message, dataset
-
-    def echo(self) -> int:
-        """C-ECHO: the status of the response."""
-        context_id = self.context_for(dimse.VERIFICATION_SOP_CLASS)
-        self.send(
-            dimse.CEchoRequest(message_id=self.session.next_message_id()), context_id=context_id
-        )
-        response, _ = self.receive_response()
-        return response.status
-
-    def store(
-        self,
-        sop_class_uid: str,
-        sop_instance_uid: str,
-        dataset: bytes | Iterable[bytes],
-        *,
-        transfer_syntax: str | None = None,
-        length: int | None = None,
-        context_id: int | None = None,
-    ) -> dimse.Response:
-        """C-STORE one data set (bytes, or even-sized chunks with ``length``): the response."""
-        if context_id is None:
-            context_id = self.context_for(sop_class_uid, transfer_syntax)
-        request = dimse.CStoreRequest(
-            message_id=self.session.next_message_id(),
-            affected_sop_class_uid=sop_class_uid,
-            affected_sop_instance_uid=sop_instance_uid,
-        )
-        if isinstance(dataset, (bytes, bytearray, memoryview)):
-            self.send(request, context_id=context_id, dataset=dataset)
-        else:
-            if length is None:
-                raise ValueError("a streamed data set needs its length")
-            self.send(request, context_id=context_id, dataset_follows=True)
-            self.send_dataset_stream(context_id, dataset, length)
-        response, _ = self.receive_response()
-        return response
-
-    # -- ending ----------------------------------------------------------------------------
-
-    def release(self) -> None:
-        """A-RELEASE: ask, wait for the answer (and answer a collision), close."""
-        if self.closed is not None or self.connection.state is not dul.State.ESTABLISHED:
-            self.close()
-            return
-        self._trace("sent", dul.ReleaseRequest())
-        self.write(self.session.send(dul.ReleaseRequest()))
-        deadline = _deadline(self.timeouts.acse)
-        try:
-            while self.closed is None:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                event = self.next_event(remaining)
-                if isinstance(event, dul.ReleaseRequest):  # release collision (PS3.8 §7.2.2)
-                    self.write(self.session.send(event.response()))
-        except TimeoutError:
-            self.abort()
-            raise
-        finally:
-            self.close()
-
     def abort(self) -> None:
         """A-ABORT (if the state allows one), then close the socket."""
         with contextlib.suppress(dul.LocalProtocolError, DriverError, OSError):
@@ -451,61 +266,6 @@ class Association:
             self.write(self.session.data_to_send())
         self._close_socket()
 
-    def __enter__(self) -> Association:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.release()
-        else:  # an error or Ctrl-C: abort rather than leave the peer waiting
-            self.abort()
-
-
-# -- acceptor ----------------------------------------------------------------------------
-
-
-class DatasetReader:
-    """The data set of a received message, read from the association as it arrives."""
-
-    def __init__(self, assoc: Association, event: dimse.MessageReceived) -> None:
-        self._assoc = assoc
-        self._pending = event.has_dataset and event.dataset is None
-        self._whole = event.dataset
-
-    def __iter__(self) -> Iterator[memoryview | bytes]:
-        if self._whole is not None:
-            yield self._whole
-            self._whole = None
-        if self._pending:
-            self._pending = False
-            yield from self._assoc.read_dataset()
-
-    def read_all(self) -> bytes:
-        """The whole data set, joined."""
-        return b"".join(self)
-
-    def drain(self) -> None:
-        """Discard what the handler did not read."""
-        for _ in self:
-            pass
-
-
-#: A handler answers one message: it reads the data set and sends its response(s).
-Handler = Callable[[Association, dimse.MessageReceived, DatasetReader], None]
-
-
-def echo_handler(assoc: Association, event: dimse.MessageReceived, dataset: DatasetReader) -> None:
-    """Answer a C-ECHO-RQ with Success."""
-    message = event.message
-    assert isinstance(message, dimse.CEchoRequest)
-    assoc.send(
-        dimse.CEchoResponse(
-            message_id_being_responded_to=message.message_id,
-            affected_sop_class_uid=message.affected_sop_class_uid,
-        ),
-        context_id=event.context_id,
-    )
-
 
 class Server:
     """An acceptor on ``host:port``: one thread per association, at most ``max_associations``.
@@ -519,17 +279,13 @@ class Server:
         host: str,
         port: int,
         *,
-        policy: dimse.AcceptorPolicy | None = None,
-        handlers: Mapping[type[dimse.Message], Handler] | None = None,
-        service: runtime.Service[None] | None = None,
+        service: runtime.Service[None],
         max_associations: int = 32,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         ssl_context: ssl.SSLContext | None = None,
         on_event: Callable[[str, object], None] | None = None,
         on_close: Callable[[Association], None] | None = None,
     ) -> None:
-        self.policy = policy
-        self.handlers = dict(handlers or {})
         self.service = service
         self.timeouts = timeouts
         self.ssl_context = ssl_context
@@ -622,13 +378,10 @@ class Server:
                 sock, dul.Role.ACCEPTOR, timeouts=self.timeouts, on_event=self.on_event
             )
             if not self._slots.acquire(blocking=False):
-                self._refuse(assoc)
+                self._run(assoc, runtime.refuse)
                 return
             try:
-                if self.service is not None:
-                    _run_service(assoc, self.service, self.timeouts)
-                else:
-                    self._run(assoc)
+                self._run(assoc, self.service)
             finally:
                 self._slots.release()
                 if self.on_close is not None:
@@ -637,66 +390,10 @@ class Server:
             with contextlib.suppress(OSError):
                 sock.close()  # a no-op when the association closed it
 
-    def _refuse(self, assoc: Association) -> None:
-        with contextlib.suppress(DriverError, TimeoutError, dul.ProtocolError):
-            event = assoc.next_event(self.timeouts.acse)
-            if isinstance(event, dul.AssociateRequest):
-                assoc.write(assoc.session.send(event.reject(result=2, source=3, reason=2)))
-                while assoc.closed is None:
-                    assoc.next_event(self.timeouts.artim)
-        assoc.close()
-
-    def _run(self, assoc: Association) -> None:
-        assert self.policy is not None, "a Server needs a service, or a policy and handlers"
-        try:
-            while assoc.closed is None:
-                event = assoc.next_event(self._wait(assoc))
-                if isinstance(event, dul.AssociateRequest):
-                    answer = self.policy.evaluate(event)
-                    assoc._trace("sent", answer)
-                    assoc.write(assoc.session.send(answer))
-                elif isinstance(event, dul.ReleaseRequest):
-                    assoc._trace("sent", event.response())
-                    assoc.write(assoc.session.send(event.response()))
-                elif isinstance(event, dimse.MessageReceived):
-                    self._dispatch(assoc, event)
-        except (TimeoutError, DriverError, dul.RemoteProtocolError):
-            assoc.abort()
-        except BaseException:
-            assoc.abort()
-            raise
-        finally:
-            assoc.close()
-
-    def _wait(self, assoc: Association) -> float | None:
-        if assoc.connection.state is dul.State.AWAITING_LOCAL_ASSOCIATE_RESPONSE:
-            return self.timeouts.acse
-        if assoc.connection.state is dul.State.ESTABLISHED:
-            return self.timeouts.dimse
-        return None  # ARTIM or the peer's close bounds the other states
-
-    def _dispatch(self, assoc: Association, event: dimse.MessageReceived) -> None:
-        dataset = DatasetReader(assoc, event)
-        handler = self.handlers.get(type(event.message))
-        if handler is None:
-            dataset.drain()
-            self._unsupported(assoc, event)
-            return
-        handler(assoc, event, dataset)
-        dataset.drain()
-
-    def _unsupported(self, assoc: Association, event: dimse.MessageReceived) -> None:
-        """Answer a request we have no handler for: 0x0211 Unrecognized Operation."""
-        message = event.message
-        if not isinstance(message, dimse.Request):
-            return
-        response_class = dimse.MESSAGE_CLASSES.get(message.COMMAND_FIELD | 0x8000)
-        if response_class is None:  # pragma: no cover - every request has a response class
-            return
-        response = response_class(  # type: ignore[call-arg]
-            message_id_being_responded_to=message.message_id, status=0x0211
-        )
-        assoc.send(response, context_id=event.context_id)
+    def _run(self, assoc: Association, service: runtime.Service[None]) -> None:
+        link = runtime.Association(assoc.session, self.timeouts, self.on_event)
+        with contextlib.suppress(DriverError, TimeoutError, OSError):
+            runtime.drive(Steps(), assoc, link, service(link))
 
 
 # -- running any service -----------------------------------------------------------------
@@ -795,13 +492,6 @@ def run_requestor(
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-
-
-def _run_service(assoc: Association, service: runtime.Service[None], timeouts: Timeouts) -> None:
-    """Run an acceptor's ``service`` on ``assoc``; its end, whatever it is, is the end."""
-    link = runtime.Association(assoc.session, timeouts, assoc._on_event)
-    with contextlib.suppress(DriverError, TimeoutError, OSError):
-        runtime.drive(Steps(), assoc, link, service(link))
 
 
 @contextmanager

@@ -119,13 +119,13 @@ def _port(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
+def _count(text: str, minimum: int = 1) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}")
     return value
 
 
@@ -213,6 +213,24 @@ def _requestor_options(parser: Parser, aet: str) -> None:
         action="store_true",
         help="end with an A-ABORT instead of releasing the association",
     )
+    identity_options(parser)
+
+
+def identity_options(parser: argparse.ArgumentParser) -> None:
+    """A requestor's user identity: --user [--password], --saml, --jwt, --request-response."""
+    identity = parser.add_argument_group(
+        "user identity options (PS3.7 D.3.3.7)", "Sent in the A-ASSOCIATE-RQ; one kind at most."
+    )
+    kind = identity.add_mutually_exclusive_group()
+    kind.add_argument("--user", metavar="NAME", help="a user name (with --password: and passcode)")
+    kind.add_argument("--saml", metavar="FILE", help="a SAML assertion, read from FILE")
+    kind.add_argument("--jwt", metavar="FILE", help="a JSON web token, read from FILE")
+    identity.add_argument("--password", metavar="PW", help="the passcode of --user")
+    identity.add_argument(
+        "--request-response",
+        action="store_true",
+        help="ask the acceptor for a positive response (its server response is logged)",
+    )
 
 
 def _acceptor_options(parser: Parser, aet: str) -> None:
@@ -248,6 +266,18 @@ def _acceptor_options(parser: Parser, aet: str) -> None:
         help="serve at most N associations at once; more are rejected, transient (default: 32)",
     )
     _common_network_options(group)
+    users_option(group)
+
+
+def users_option(group: argparse._ArgumentGroup) -> None:
+    """An acceptor's --users FILE: the user identities it accepts."""
+    group.add_argument(
+        "--users",
+        metavar="FILE",
+        help="accept only the users of FILE (a name and a passcode per line; a user identity is "
+        "then required, and a wrong or missing one is rejected: A-ASSOCIATE-RJ 1/1/1); by "
+        "default any user identity, or none, is accepted",
+    )
 
 
 def _common_network_options(group: argparse._ArgumentGroup) -> None:
@@ -278,7 +308,21 @@ def _common_network_options(group: argparse._ArgumentGroup) -> None:
     )
 
 
-def _tls_options(parser: Parser, *, requestor: bool) -> None:
+def output_options(group: argparse._ArgumentGroup, what: str) -> None:
+    """-od DIR and --ignore: where a tool writes the ``what`` it receives, or nowhere."""
+    group.add_argument(
+        "-od",
+        "--output-directory",
+        default=".",
+        metavar="DIR",
+        help=f"write the {what} received into DIR, which must exist (default: .)",
+    )
+    group.add_argument(
+        "--ignore", action="store_true", help=f"receive {what} but discard them, writing nothing"
+    )
+
+
+def _tls_options(parser: argparse.ArgumentParser, *, requestor: bool) -> None:
     group = parser.add_argument_group(
         "TLS options (PS3.15 Annex B.1)",
         "Any --tls-* option implies --tls. Files are PEM.",
@@ -360,6 +404,13 @@ def storescu_parser(prog: str = "storescu") -> Parser:
     parser.add_argument("files", nargs="+", metavar="FILE|DIR", help="DICOM files or directories")
     group = parser.add_argument_group("storage options")
     group.add_argument(
+        "--max-ops",
+        type=_count,
+        metavar="N",
+        help="propose N outstanding operations (PS3.7 D.3.3.3) and keep as many C-STOREs in "
+        "flight as the acceptor grants (default: one at a time, no proposal)",
+    )
+    group.add_argument(
         "-nh",
         "--no-halt",
         action="store_true",
@@ -392,15 +443,13 @@ def storescp_parser(prog: str = "storescp") -> Parser:
     )
     _acceptor_options(parser, "STORESCP")
     group = parser.add_argument_group("storage options")
+    output_options(group, "data sets")
     group.add_argument(
-        "-od",
-        "--output-directory",
-        default=".",
-        metavar="DIR",
-        help="write received files into DIR, which must exist (default: .)",
-    )
-    group.add_argument(
-        "--ignore", action="store_true", help="receive data sets but discard them, writing nothing"
+        "--max-ops",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="grant a requestor up to N outstanding operations (PS3.7 D.3.3.3; default: 1)",
     )
     group.add_argument(
         "--accept-all",

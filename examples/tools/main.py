@@ -21,12 +21,8 @@ from types import ModuleType
 from typing import Any, TextIO
 
 import dul
-from examples.apps import echo, storage, store
+from examples.apps import echo
 from examples.apps.common import BROKEN, ExitCode, ToolError, association_failed
-from examples.apps.qr import scp as qrscp
-from examples.apps.qr import scu as qrscu
-from examples.apps.qr.common import output_directory
-from examples.apps.qr.model import EXIT_INTERRUPTED
 from examples.runtime import Service, Timeouts
 
 from . import cli, qr_cli
@@ -35,6 +31,8 @@ __all__ = ["TOOLS", "driver", "main", "server_in_thread"]
 
 #: How a user runs a tool.
 PROG = "python -m examples.{tool}"
+#: Exit status of an SCU interrupted with Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
 
 
 def driver(name: str) -> ModuleType:
@@ -46,7 +44,8 @@ def driver(name: str) -> ModuleType:
             raise
         raise ToolError(
             ExitCode.USAGE,
-            f"the {name} driver needs the {name} package: pip install 'dul[examples]'",
+            f"the {name} driver needs the {name} package, which is not installed: "
+            "pip install -e '.[examples]' (the extra with every driver's dependency)",
         ) from exc
 
 
@@ -92,22 +91,35 @@ def _run(
         raise ToolError(EXIT_INTERRUPTED, "interrupted") from None  # type: ignore[arg-type]
 
 
+# Each tool imports its own services when it runs: echoscu starts without the storage modules,
+# and only the Q/R tools import pydicom.
+
+
 def _findscu(args: argparse.Namespace, log: logging.Logger, out: TextIO | None = None) -> int:
-    service = qrscu.findscu(args, log, out)
+    from examples.apps.qr import scu
+
+    service = scu.findscu(args, log, out)
     return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
 
 
 def _getscu(args: argparse.Namespace, log: logging.Logger) -> int:
-    service = qrscu.getscu(args, log, output_directory(args))
+    from examples.apps.qr import scu
+    from examples.apps.qr.common import output_directory
+
+    service = scu.getscu(args, log, output_directory(args))
     return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
 
 
 def _movescu(args: argparse.Namespace, log: logging.Logger) -> int:
+    from examples.apps.qr import scu
+    from examples.apps.qr.common import output_directory
+
     if args.listen_port is None:
-        service = qrscu.movescu(args, log, None)
+        service = scu.movescu(args, log, None)
         return int(_run(args, cli.Tracer(log, "SCU"), service, interruptible=True))
-    receiver = qrscu.Receiver(output_directory(args), log, args.max_pdu)
-    service = qrscu.movescu(args, log, receiver)
+    receiver = scu.Receiver(output_directory(args), log, args.max_pdu)
+    service = scu.movescu(args, log, receiver)
+
     try:
         serving = driver(args.driver).serving(
             receiver.service,
@@ -138,29 +150,36 @@ def _storescu(args: argparse.Namespace, log: logging.Logger) -> int:
     tracer = cli.Tracer(log, "SCU")
     failures = 0
     try:
+        from examples.apps import storage, store
+
         for batch in storage.plan(files):
             failures += _run(args, tracer, store.store_batch(args, log, batch, progress))
             if failures and not args.no_halt:
                 break
     finally:
         progress.finish()
+    total, stored = len(files), progress.files - failures
     log.info(
         "%d of %d files stored, %.1f MB in %.2f s",
-        progress.files - failures,
-        len(files),
+        stored,
+        total,
         progress.bytes / 1e6,
         progress.elapsed,
     )
-    if failures:
-        log.error("%d file(s) not stored", failures)
+    if stored < total:  # files never sent (halted at the first failure) are not stored either
+        unsent = total - progress.files
+        halted = f" ({unsent} not sent: halted at the first failure; -nh goes on)" if unsent else ""
+        log.error("%d of %d files not stored%s", total - stored, total, halted)
         return ExitCode.REQUEST_FAILED
     return ExitCode.OK
 
 
 def _storescu_inputs(
     args: argparse.Namespace, log: logging.Logger
-) -> tuple[list[storage.DicomFile], cli.Progress]:
+) -> tuple[list[Any], cli.Progress]:
     """The files to send (or the error that ends storescu first), and their progress display."""
+    from examples.apps import storage
+
     found = storage.find_files(args.files)
     for note in found.skipped:
         log.info("skipped %s", note)
@@ -284,11 +303,19 @@ def _serve(name: str, build: Callable[[argparse.Namespace, logging.Logger], Serv
 
 
 def _echoscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
-    return echo.echoscp(args)
+    return echo.echoscp(args, log)
+
+
+def _storescp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
+    from examples.apps import store
+
+    return store.storescp(args, log)
 
 
 def _qrscp(args: argparse.Namespace, log: logging.Logger) -> Service[None]:
-    return qrscp.qrscp(args, log, _timeouts(args), cli.Tracer(log, "MOVE-SCU"))
+    from examples.apps.qr import scp
+
+    return scp.qrscp(args, log, _timeouts(args), cli.Tracer(log, "MOVE-SCU"))
 
 
 #: Each tool: its parser, and what it does with the options and a logger.
@@ -298,13 +325,13 @@ TOOLS: dict[
     "echoscu": (cli.echoscu_parser, _echoscu),
     "storescu": (cli.storescu_parser, _storescu),
     "echoscp": (cli.echoscp_parser, _serve("echoscp", _echoscp)),
-    "storescp": (cli.storescp_parser, _serve("storescp", store.storescp)),
+    "storescp": (cli.storescp_parser, _serve("storescp", _storescp)),
     "findscu": (qr_cli.findscu_parser, _findscu),
     "getscu": (qr_cli.getscu_parser, _getscu),
     "movescu": (qr_cli.movescu_parser, _movescu),
     "qrscp": (qr_cli.qrscp_parser, _serve("qrscp", _qrscp)),
 }
-_SERVICES = {"echoscp": _echoscp, "storescp": store.storescp, "qrscp": _qrscp}
+_SERVICES = {"echoscp": _echoscp, "storescp": _storescp, "qrscp": _qrscp}
 
 
 def main(
@@ -326,6 +353,7 @@ def main(
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     with cli.tool_logger(tool, args, stream) as log:
         try:
+            driver(args.driver)  # a missing driver library is said before any work starts
             return _findscu(args, log, out) if tool == "findscu" else body(args, log)
         except ToolError as exc:
             log.critical("%s", exc)

@@ -4,20 +4,11 @@ network and TLS options as the other tools: :mod:`examples.tools.cli`)."""
 from __future__ import annotations
 
 import argparse
+import functools
 
 from . import cli
 
 __all__ = ["findscu_parser", "getscu_parser", "movescu_parser", "qrscp_parser"]
-
-
-def _responses(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("a number of responses cannot be negative")
-    return value
 
 
 def _qr_options(parser: cli.Parser) -> argparse._ArgumentGroup:
@@ -50,7 +41,7 @@ def _qr_options(parser: cli.Parser) -> argparse._ArgumentGroup:
     )
     group.add_argument(
         "--cancel",
-        type=_responses,
+        type=functools.partial(cli._count, minimum=0),
         default=None,
         metavar="N",
         help="send a C-CANCEL after N pending responses (Ctrl-C sends one too)",
@@ -110,22 +101,9 @@ def getscu_parser(prog: str = "getscu") -> cli.Parser:
     )
     cli._requestor_options(parser, "GETSCU")
     group = _qr_options(parser)
-    _output_options(group)
+    cli.output_options(group, "instances")
     cli._tls_options(parser, requestor=True)
     return parser
-
-
-def _output_options(group: argparse._ArgumentGroup) -> None:
-    group.add_argument(
-        "-od",
-        "--output-directory",
-        default=".",
-        metavar="DIR",
-        help="write the instances received into DIR, which must exist (default: .)",
-    )
-    group.add_argument(
-        "--ignore", action="store_true", help="receive the instances but write nothing"
-    )
 
 
 def movescu_parser(prog: str = "movescu") -> cli.Parser:
@@ -164,7 +142,7 @@ def movescu_parser(prog: str = "movescu") -> cli.Parser:
         metavar="ADDRESS",
         help="the address +P listens on (default: 127.0.0.1)",
     )
-    _output_options(group)
+    cli.output_options(group, "instances")
     cli._tls_options(parser, requestor=True)
     return parser
 

@@ -4,18 +4,11 @@ The same shape as the blocking driver (:mod:`examples.sockets.driver`), ``async`
 waits: the socket (TCP_NODELAY, ``recv_into`` a reused buffer, one ``sendmsg`` per message,
 ``trio.SSLStream`` for TLS), the clock (ARTIM and the timeouts ARTIM does not cover, PS3.8
 §9.1.4 Note 2, as cancel scopes), and a clean close in every ending, cancellation included: a
-cancelled association finishes the PDU it had begun, sends an A-ABORT and closes.
-
-Requestor::
-
-    async with await Association.request("127.0.0.1", 11112, request) as assoc:
-        status = await assoc.echo()
-
-Acceptor::
-
-    server = Server("127.0.0.1", 11112, policy=policy, handlers={CEchoRequest: echo_handler})
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(server.serve)
+cancelled association finishes the PDU it had begun, sends an A-ABORT and closes. It runs
+services (``docs/services.md``) and knows nothing of what they do: ``run_requestor``,
+``serve`` and ``serving`` as the other drivers have them; inside an event loop of one's own,
+``Server(host, port, service=...)`` (``await nursery.start(server.serve)``) and
+``runtime.drive_async(Steps(), await Association.connect(...), ...)``.
 """
 
 from __future__ import annotations
@@ -30,7 +23,7 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import accumulate
 from typing import Any, TypeVar
@@ -40,26 +33,16 @@ import trio
 import dul
 from dul import dimse
 from examples import runtime
-from examples._async_messaging import (
-    AsyncMessaging,
-    AsyncServing,
-    DatasetReader,
-    Handler,
-    echo_handler,
-)
 from examples.runtime import AssociationAborted, AssociationRejected, DriverError, Timeouts
 
 __all__ = [
     "Association",
     "AssociationAborted",
     "AssociationRejected",
-    "DatasetReader",
     "DriverError",
-    "Handler",
     "Server",
     "Steps",
     "Timeouts",
-    "echo_handler",
     "run_requestor",
     "serve",
     "serving",
@@ -148,12 +131,12 @@ async def _connect(host: str, port: int) -> trio.SocketStream:
     raise error or OSError(f"no address for {host}")
 
 
-class Association(AsyncMessaging):
+class Association:
     """One association over a connected trio stream, driven by a :class:`dul.dimse.Session`.
 
     ``stream`` is a :class:`trio.SocketStream` (read with ``recv_into``, written with
-    ``sendmsg`` on its socket) or a :class:`trio.SSLStream` over one. On the acceptor side,
-    :attr:`nursery` holds tasks a handler starts for this association: they end with it.
+    ``sendmsg`` on its socket) or a :class:`trio.SSLStream` over one. :class:`Steps` answers a
+    service's steps with its calls.
     """
 
     def __init__(
@@ -176,7 +159,6 @@ class Association(AsyncMessaging):
         self.session = dimse.Session(dul.Connection(role), whole_datasets=whole_datasets)
         self.connection = self.session.connection
         self.closed: dul.ConnectionClosed | None = None
-        self.nursery: trio.Nursery | None = None
         self._buffer = bytearray(_RECV_SIZE)
         self._view = memoryview(self._buffer)
         self._transport_closed = False
@@ -332,43 +314,6 @@ class Association(AsyncMessaging):
     # -- requestor -------------------------------------------------------------------------
 
     @classmethod
-    async def request(
-        cls,
-        host: str,
-        port: int,
-        request: dul.AssociateRequest,
-        *,
-        timeouts: Timeouts = DEFAULT_TIMEOUTS,
-        ssl_context: ssl.SSLContext | None = None,
-        server_hostname: str | None = None,
-        whole_datasets: bool = False,
-        on_event: Callable[[str, object], None] | None = None,
-    ) -> Association:
-        """Connect, send ``request`` and wait for the answer; raise if it is not an accept."""
-        assoc = await cls.connect(
-            host,
-            port,
-            timeouts=timeouts,
-            ssl_context=ssl_context,
-            server_hostname=server_hostname,
-            whole_datasets=whole_datasets,
-            on_event=on_event,
-        )
-        try:
-            assoc._trace("sent", request)
-            await assoc.write(assoc.session.send(request))
-            event = await assoc._next_upper(timeouts.acse)
-        except BaseException:
-            await assoc.abort()
-            raise
-        if isinstance(event, dul.AssociateAccept):
-            return assoc
-        await assoc.close()
-        if isinstance(event, dul.AssociateReject):
-            raise AssociationRejected(event)
-        raise AssociationAborted(f"association refused: {event}")
-
-    @classmethod
     async def connect(
         cls,
         host: str,
@@ -410,25 +355,6 @@ class Association(AsyncMessaging):
 
     # -- ending ----------------------------------------------------------------------------
 
-    async def release(self) -> None:
-        """A-RELEASE: ask, wait for the answer (and answer a collision), close."""
-        if self.closed is not None or self.connection.state is not dul.State.ESTABLISHED:
-            await self.close()
-            return
-        self._trace("sent", dul.ReleaseRequest())
-        await self.write(self.session.send(dul.ReleaseRequest()))
-        deadline = _deadline(self.timeouts.acse)
-        try:
-            while self.closed is None:
-                event = await self._next_event(deadline)
-                if isinstance(event, dul.ReleaseRequest):  # release collision (PS3.8 §7.2.2)
-                    await self.write(self.session.send(event.response()))
-        except TimeoutError:
-            await self.abort()
-            raise
-        finally:
-            await self.close()
-
     async def abort(self) -> None:
         """A-ABORT (if the state allows one), then close; works in a cancelled task too.
 
@@ -459,17 +385,8 @@ class Association(AsyncMessaging):
             self._close_transport()
             self._settle()
 
-    async def __aenter__(self) -> Association:
-        return self
 
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            await self.release()
-        else:  # an error or a cancellation: abort rather than leave the peer waiting
-            await self.abort()
-
-
-class Server(AsyncServing):
+class Server:
     """An acceptor on ``host:port``: a task (and a nursery) per association.
 
     At most ``max_associations`` run at once; a request beyond that bound is rejected
@@ -482,9 +399,7 @@ class Server(AsyncServing):
         host: str,
         port: int,
         *,
-        policy: dimse.AcceptorPolicy | None = None,
-        handlers: Mapping[type[dimse.Message], Handler] | None = None,
-        service: runtime.Service[None] | None = None,
+        service: runtime.Service[None],
         max_associations: int = 32,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         ssl_context: ssl.SSLContext | None = None,
@@ -493,8 +408,6 @@ class Server(AsyncServing):
     ) -> None:
         self.host = host
         self.port = port
-        self.policy = policy  # type: ignore[assignment]
-        self.handlers = dict(handlers or {})
         self.service = service
         self.max_associations = max_associations
         self.timeouts = timeouts
@@ -545,15 +458,10 @@ class Server(AsyncServing):
         try:
             self._limiter.acquire_nowait()
         except trio.WouldBlock:
-            await self._refuse(assoc)
+            await _run_service(assoc, runtime.refuse, self.timeouts)
             return
         try:
-            async with trio.open_nursery() as nursery:
-                assoc.nursery = nursery
-                if self.service is not None:
-                    await _run_service(assoc, self.service, self.timeouts)
-                else:
-                    await self._run(assoc)
+            await _run_service(assoc, self.service, self.timeouts)
         finally:
             self._limiter.release()
             if self.on_close is not None:

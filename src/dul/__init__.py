@@ -2,6 +2,8 @@
 
 Feed bytes to a :class:`Connection` with ``receive_data()``, read events with ``next_event()``,
 and turn events into bytes with ``send()``. dul never touches a socket, a clock or a thread.
+DIMSE messages are :mod:`dul.dimse`; a file's meta group is :mod:`dul.part10`; UID names and
+the storage SOP classes are :mod:`dul.uids`.
 """
 
 from ._codes import (

@@ -57,6 +57,10 @@ _SHORT_VRS = frozenset(
     {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL"}
     | {"SS", "ST", "TM", "UI", "UL", "US"}
 )
+# VRs padded with a space, not a NUL (PS3.5 §6.2).
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"}
+)
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")  # PS3.5 §9.1
 
@@ -141,7 +145,11 @@ def read_file_meta(fp: BinaryIO, *, max_length: int = DEFAULT_MAX_META_LENGTH) -
     want = 4096
     cap = max_length + 4096  # the preamble, the group length element and a peek beyond
     while True:
-        buffer += fp.read(want - len(buffer))
+        while len(buffer) < want:
+            chunk = fp.read(want - len(buffer))
+            if not chunk:
+                break
+            buffer += chunk
         at_end = len(buffer) < want
         try:
             meta = decode_file_meta(buffer, max_length=max_length, complete=at_end)
@@ -263,14 +271,15 @@ def _decode(data: memoryview, max_length: int, complete: bool) -> FileMeta:
                 f"of the meta group that the group length {group_length} gives (byte {end})",
                 pos,
             )
-        if tag in seen or tag == 0x00020000:
+        if tag == 0x00020000:
+            raise InvalidFileMeta("(0002,0000) Group Length is not the first element", pos)
+        if tag in seen:
             raise InvalidFileMeta(f"element (0002,{tag & 0xFFFF:04X}) appears twice", pos)
         seen.add(tag)
         elements.append(MetaElement(tag=tag, vr=vr, value=bytes(data[value_start:value_end])))
         pos = value_end
-    fields = _fields(elements, start)
-    transfer_syntax = fields["transfer_syntax"]
-    if end is not None and transfer_syntax != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+    syntax = next((e.value for e in elements if e.element == 0x0010), b"").rstrip(b"\0 ")
+    if end is not None and syntax != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN.encode():
         # More of group 0002 after the end the group length gives: the length is too short.
         if size >= pos + 2 and data[pos] == 2 and data[pos + 1] == 0:
             raise InvalidFileMeta(
@@ -279,9 +288,10 @@ def _decode(data: memoryview, max_length: int, complete: bool) -> FileMeta:
             )
         if size < pos + 2 and not complete:
             raise _NeedMore
+    fields = _fields(elements, start)
     version = next((e.value for e in elements if e.element == 0x0001), None)
     return FileMeta(
-        transfer_syntax=transfer_syntax,
+        transfer_syntax=fields["transfer_syntax"],
         media_storage_sop_class_uid=fields.get("media_storage_sop_class_uid"),
         media_storage_sop_instance_uid=fields.get("media_storage_sop_instance_uid"),
         implementation_class_uid=fields.get("implementation_class_uid"),
@@ -435,7 +445,10 @@ def encode_file_meta(
             raise ValueError(f"tag {item.tag:08X}: only group 0002 elements but the group length")
         if item.vr not in _LONG_VRS | _SHORT_VRS:
             raise ValueError(f"{item.vr!r} is not a VR")
-        values[item.element] = (item.vr, item.value + b"\0" * (len(item.value) % 2))
+        if item.element in values:
+            raise ValueError(f"(0002,{item.element:04X}) is given twice")
+        pad = b" " if item.vr in _TEXT_VRS else b"\0"  # PS3.5 §6.2
+        values[item.element] = (item.vr, item.value + pad * (len(item.value) % 2))
     body = b"".join(_encode_element(element, *values[element]) for element in sorted(values))
     head = b"" if preamble is None else bytes(preamble) + PREFIX
     return head + _encode_element(0x0000, "UL", struct.pack("<L", len(body))) + body

@@ -5,8 +5,9 @@ sub-operations (:mod:`~.wire`) and what they share (:mod:`~.common`). Needs pydi
 """
 
 from .archive import Archive, Entity, Instance, match_key, query_level, response_identifier
-from .common import build_identifier, parse_key
+from .common import build_identifier, counters_text, parse_key
 from .model import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXIT_INTERRUPTED,
     EXPLICIT_VR_LITTLE_ENDIAN,
     IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
@@ -30,6 +31,7 @@ from .wire import (
 )
 
 __all__ = [
+    "DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN",
     "EXIT_INTERRUPTED",
     "EXPLICIT_VR_LITTLE_ENDIAN",
     "IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS",
@@ -45,6 +47,7 @@ __all__ = [
     "QueryError",
     "SubOperations",
     "build_identifier",
+    "counters_text",
     "decode_identifier",
     "element_values",
     "encode_identifier",

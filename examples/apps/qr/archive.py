@@ -182,9 +182,28 @@ class Archive:
         return [response_identifier(keys, e, level, retrieve_ae_title) for e in entities]
 
     def retrieve(self, identifier: Dataset, model: Model) -> list[Instance]:
-        """C-GET/C-MOVE: the instances of the entities the identifier matches (PS3.4 C.4.2.2)."""
-        _, _, entities = self._matching(identifier, model)
-        return [instance for entity in entities for instance in entity.instances]
+        """C-GET/C-MOVE: the instances the identifier's unique keys select; raises QueryError.
+
+        A retrieval selects on the unique keys of its level and the levels above only (PS3.4
+        C.4.2.2.1, C.4.3.2.1): every other key is ignored, as are keys no data set can hold
+        (group 0002, which Orthanc sends). The level's own unique key must be there.
+        """
+        keys = query_keys(identifier)
+        level = query_level(keys, model)
+        unique = {UNIQUE_KEYS[lv] for lv in model.levels if lv <= level}
+        selected = [k for k in keys if k.tag in unique and k.values]
+        if not any(k.tag == UNIQUE_KEYS[level] for k in selected):
+            raise QueryError(
+                IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+                f"a {level.name}-level retrieval needs the unique key "
+                f"({UNIQUE_KEYS[level] >> 16:04X},{UNIQUE_KEYS[level] & 0xFFFF:04X})",
+            )
+        return [
+            instance
+            for entity in self.entities(level)
+            if all(match_key(key, entity.attribute(key.tag)) for key in selected)
+            for instance in entity.instances
+        ]
 
     @property
     def sop_classes(self) -> set[str]:

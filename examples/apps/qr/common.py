@@ -117,7 +117,7 @@ def get_contexts(
     """getscu's contexts and role selections: the C-GET SOP class, then each storage SOP class
     with the SCP role proposed, so that the C-STOREs come back on this association
     (PS3.7 D.3.3.4; PS3.4 C.4.3)."""
-    classes = list(dict.fromkeys(storage.STORAGE_SOP_CLASSES))[: storage.MAX_CONTEXTS - 1]
+    classes = list(storage.COMMON_STORAGE_SOP_CLASSES)[: storage.MAX_CONTEXTS - 1]
     contexts = [request_contexts(sop_class_uid)[0]]
     for n, uid in enumerate(classes, start=1):
         contexts.append(
@@ -146,6 +146,9 @@ def counters_text(response: dimse.Response) -> str:
         value = getattr(response, f"{name}_suboperations", None)
         if value is not None:
             parts.append(f"{name} {value}")
+    done = [getattr(response, f"{name}_suboperations", None) for name in names[1:]]
+    if not response.is_pending and done == [0, 0, 0]:
+        parts.append("no instance matched: nothing was retrieved")
     return ", ".join(parts) or "no counters"
 
 
@@ -247,20 +250,6 @@ def output_directory(args: argparse.Namespace) -> Path | None:
     if not directory.is_dir():
         raise ToolError(ExitCode.CANNOT_WRITE_OUTPUT, f"no output directory {directory}")
     return directory
-
-
-def associate_request(
-    args: argparse.Namespace,
-    contexts: tuple[dul.PresentationContext, ...],
-    roles: tuple[dul.RoleSelection, ...] = (),
-) -> dul.AssociateRequest:
-    """The A-ASSOCIATE-RQ of an SCU, from its options."""
-    return dul.AssociateRequest(
-        called_ae_title=args.call,
-        calling_ae_title=args.aetitle,
-        presentation_contexts=contexts,
-        user_information=dul.UserInformation(maximum_length=args.max_pdu, role_selections=roles),
-    )
 
 
 # -- what every driver's tools share ------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 import dul
 from dul import dimse
 from examples.apps import echo, storage
-from examples.apps.common import BROKEN, UID_NAMES, message_name
+from examples.apps.common import BROKEN, UID_NAMES, message_name, negotiation
 from examples.runtime import (
     Association,
     DatasetReader,
@@ -52,7 +52,7 @@ from .wire import (
     decode_identifier,
     encode_identifier,
     instance_data,
-    move_contexts,
+    move_batches,
     storage_context,
 )
 
@@ -75,7 +75,7 @@ def qrscp(
         dimse.CGetRequest: scp.get,
         dimse.CMoveRequest: scp.move,
     }
-    return acceptor(policy.evaluate, handlers)
+    return acceptor(negotiation(policy, args, log), handlers)
 
 
 class QRSCP:
@@ -354,9 +354,7 @@ class QRSCP:
         originator = peer_ae_title(assoc.connection) or ""
         ops = SubOperations(len(instances))
         cancelled = False
-        for contexts in move_contexts(instances):
-            wanted = {(c.abstract_syntax, c.transfer_syntaxes[0]) for c in contexts}
-            batch = [i for i in instances if (i.sop_class_uid, i.transfer_syntax) in wanted]
+        for contexts, batch in move_batches(instances):
             cancelled = yield from self._move_batch(
                 assoc, event, message, address, contexts, batch, ops, originator
             )

@@ -196,27 +196,41 @@ def instance_data(instance: Instance, transfer_syntax: str) -> bytes:
     return transcode(instance.read(), instance.transfer_syntax, transfer_syntax)
 
 
-def move_contexts(instances: Sequence[Instance]) -> list[tuple[dul.PresentationContext, ...]]:
-    """The presentation contexts of the sub-associations of a C-MOVE (128 at most in each).
+def move_batches(
+    instances: Sequence[Instance],
+) -> list[tuple[tuple[dul.PresentationContext, ...], list[Instance]]]:
+    """The sub-associations of a C-MOVE: the contexts of each (128 at most) and its instances.
 
-    One context per SOP class and transfer syntax of the files, offering the file's syntax
-    first and, for a little endian uncompressed file, the others it can be transcoded to.
+    For each SOP class and transfer syntax of the files, a context offering that syntax alone,
+    so that an SCP accepting it receives the files bit for bit as stored; then, for a file that
+    can be transcoded, a second context offering the other syntaxes, the fallback for an SCP
+    that refuses the first (issue 16 item 4). :func:`storage_context` prefers the first. The two
+    contexts of a file never fall in different batches, nor does a file.
     """
-    keys = list(dict.fromkeys((i.sop_class_uid, i.transfer_syntax) for i in instances))
-    batches = []
-    for start in range(0, len(keys), storage.MAX_CONTEXTS):
-        contexts = []
-        for n, (sop_class, syntax) in enumerate(keys[start : start + storage.MAX_CONTEXTS]):
-            syntaxes: tuple[str, ...] = (syntax,)
-            if syntax in TRANSCODABLE:
-                syntaxes += tuple(s for s in TRANSCODABLE[:2] if s != syntax)
-            contexts.append(
+    groups: dict[tuple[str, str], list[Instance]] = {}
+    for instance in instances:
+        groups.setdefault((instance.sop_class_uid, instance.transfer_syntax), []).append(instance)
+    batches: list[tuple[list[tuple[str, tuple[str, ...]]], list[Instance]]] = []
+    for (sop_class, syntax), members in groups.items():
+        proposals = [(sop_class, (syntax,))]
+        if syntax in TRANSCODABLE:
+            proposals.append((sop_class, tuple(s for s in TRANSCODABLE[:2] if s != syntax)))
+        if not batches or len(batches[-1][0]) + len(proposals) > storage.MAX_CONTEXTS:
+            batches.append(([], []))
+        batches[-1][0].extend(proposals)
+        batches[-1][1].extend(members)
+    return [
+        (
+            tuple(
                 dul.PresentationContext(
                     context_id=2 * n + 1, abstract_syntax=sop_class, transfer_syntaxes=syntaxes
                 )
-            )
-        batches.append(tuple(contexts))
-    return batches
+                for n, (sop_class, syntaxes) in enumerate(proposals)
+            ),
+            members,
+        )
+        for proposals, members in batches
+    ]
 
 
 def qrscp_policy(

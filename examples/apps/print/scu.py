@@ -18,16 +18,12 @@ SOP class's::
 
 N-EVENT-REPORTs the printer sends meanwhile (printer status) are shown and answered.
 
-Usage::
-
-    python -m examples.print.printscu -aet ME -aec PRINTER 127.0.0.1 10005 image.dcm \\
-        --format 'STANDARD\\2,2' --orientation LANDSCAPE --film-size 14INX17IN
+Written once as a service (:class:`PrintSCU`'s methods are steps a driver runs); the command
+line is ``python -m examples.printscu``.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +35,9 @@ from pydicom.sequence import Sequence as DicomSequence
 
 import dul
 from dul import dimse
-from examples.sockets.driver import Association, DriverError, Timeouts
+from examples.runtime import Association, Steps
 
-from ._common import (
+from .common import (
     BASIC_FILM_BOX,
     BASIC_FILM_SESSION,
     BASIC_GRAYSCALE_IMAGE_BOX,
@@ -52,9 +48,10 @@ from ._common import (
     SOP_CLASS_NAMES,
     decode_dataset,
     encode_dataset,
+    sop_class_of,
     status_text,
 )
-from ._film import parse_display_format, pattern_image, printable_pixels
+from .film import parse_display_format, printable_pixels
 
 __all__ = [
     "FilmOptions",
@@ -63,13 +60,10 @@ __all__ = [
     "PrintSCU",
     "association_request",
     "load_images",
-    "main",
-    "print_images",
+    "print_job",
 ]
 
 _TRANSFER_SYNTAXES = (dimse.EXPLICIT_VR_LITTLE_ENDIAN, dimse.IMPLICIT_VR_LITTLE_ENDIAN)
-#: DIMSE responses are awaited 60 s at most: a printer may take a while to print a film.
-_TIMEOUTS = Timeouts(dimse=60.0)
 #: Printer event types (PS3.4 H.4.11.1, Table H.4-13).
 PRINTER_EVENTS = {1: "NORMAL", 2: "WARNING", 3: "FAILURE"}
 
@@ -117,7 +111,11 @@ class PrintReport:
 
 
 def association_request(
-    calling_ae_title: str, called_ae_title: str, *, presentation_lut: bool = True
+    calling_ae_title: str,
+    called_ae_title: str,
+    *,
+    presentation_lut: bool = True,
+    user_identity: dul.UserIdentity | None = None,
 ) -> dul.AssociateRequest:
     """An A-ASSOCIATE-RQ for the grayscale meta SOP class (context 1), Presentation LUT (3)."""
     contexts = [
@@ -137,6 +135,7 @@ def association_request(
         called_ae_title=called_ae_title,
         calling_ae_title=calling_ae_title,
         presentation_contexts=tuple(contexts),
+        user_information=dul.UserInformation(user_identity=user_identity),
     )
 
 
@@ -153,11 +152,11 @@ class PrintSCU:
     def __init__(self, assoc: Association, *, say: Callable[[str], None] = print) -> None:
         self.assoc = assoc
         self.say = say
-        self.meta_context = assoc.context_for(BASIC_GRAYSCALE_PRINT_META)
-        try:
-            self.lut_context: int | None = assoc.context_for(PRESENTATION_LUT)
-        except dul.LocalProtocolError:
-            self.lut_context = None
+        meta_context = assoc.context_for(BASIC_GRAYSCALE_PRINT_META)
+        if meta_context is None:
+            raise PrintError("the printer did not accept the Basic Grayscale Print Management")
+        self.meta_context = meta_context
+        self.lut_context = assoc.context_for(PRESENTATION_LUT)
         self.events: list[tuple[int, Dataset | None]] = []
 
     def _syntax(self, context_id: int) -> str:
@@ -165,25 +164,25 @@ class PrintSCU:
 
     def request(
         self, message: dimse.Request, context_id: int, dataset: Dataset | None = None
-    ) -> tuple[dimse.Response, Dataset | None]:
+    ) -> Steps[tuple[dimse.Response, Dataset | None]]:
         """Send ``message`` and wait for its response; a failure status raises PrintError."""
         # An empty data set goes as none (an N-CREATE with no attributes, as DCMTK sends it).
         data = encode_dataset(dataset, self._syntax(context_id)) if dataset else None
-        self.assoc.send(message, context_id=context_id, dataset=data)
+        yield from self.assoc.send(message, context_id=context_id, dataset=data)
         while True:
-            event = self.assoc.receive_message()
+            event = yield from self.assoc.receive_message()
             received = event.message
             if isinstance(received, dimse.NEventReportRequest):
-                self._event_report(event, received)
+                yield from self._event_report(event, received)
                 continue
             if not isinstance(received, dimse.Response):
                 raise PrintError(f"unexpected {type(received).__name__} from the printer")
-            answer = event.dataset
-            if event.has_dataset and answer is None:
-                answer = b"".join(self.assoc.read_dataset())
+            answer = (
+                (yield from self.assoc.dataset(event).read_all()) if event.has_dataset else None
+            )
             decoded = decode_dataset(answer, self._syntax(event.context_id)) if answer else None
             name = type(message).__name__.removesuffix("Request")
-            what = f"{name} {SOP_CLASS_NAMES.get(_sop_class(message), _sop_class(message))}"
+            what = f"{name} {SOP_CLASS_NAMES.get(sop_class_of(message), sop_class_of(message))}"
             if received.category is dimse.StatusCategory.FAILURE:
                 comment = f": {received.error_comment}" if received.error_comment else ""
                 raise PrintError(
@@ -195,11 +194,9 @@ class PrintSCU:
 
     def _event_report(
         self, event: dimse.MessageReceived, message: dimse.NEventReportRequest
-    ) -> None:
+    ) -> Steps[None]:
         """Show an N-EVENT-REPORT (printer status, PS3.4 H.4.11.1) and answer it."""
-        data = event.dataset
-        if event.has_dataset and data is None:
-            data = b"".join(self.assoc.read_dataset())
+        data = (yield from self.assoc.dataset(event).read_all()) if event.has_dataset else None
         info = decode_dataset(data, self._syntax(event.context_id)) if data else None
         self.events.append((message.event_type_id, info))
         kind = SOP_CLASS_NAMES.get(message.affected_sop_class_uid, message.affected_sop_class_uid)
@@ -208,7 +205,7 @@ class PrintSCU:
         if info is not None and "PrinterStatusInfo" in info:
             detail = f" ({info.PrinterStatusInfo})"
         self.say(f"event: {kind} {label}{detail}")
-        self.assoc.send(
+        yield from self.assoc.send(
             dimse.NEventReportResponse(
                 message_id_being_responded_to=message.message_id,
                 affected_sop_class_uid=message.affected_sop_class_uid,
@@ -223,9 +220,9 @@ class PrintSCU:
 
     # -- the operations ----------------------------------------------------------------------
 
-    def printer_status(self) -> Dataset:
+    def printer_status(self) -> Steps[Dataset]:
         """N-GET the Printer SOP Instance (all attributes)."""
-        _, answer = self.request(
+        _, answer = yield from self.request(
             dimse.NGetRequest(
                 message_id=self._next_id(),
                 requested_sop_class_uid=PRINTER,
@@ -235,12 +232,14 @@ class PrintSCU:
         )
         return answer if answer is not None else Dataset()
 
-    def create(self, sop_class_uid: str, attributes: Dataset | None) -> tuple[str, Dataset | None]:
+    def create(
+        self, sop_class_uid: str, attributes: Dataset | None
+    ) -> Steps[tuple[str, Dataset | None]]:
         """N-CREATE an instance (the printer assigns its UID): (UID, the answered attributes)."""
         context = self.lut_context if sop_class_uid == PRESENTATION_LUT else self.meta_context
         if context is None:
             raise PrintError("the printer did not accept the Presentation LUT SOP class")
-        response, answer = self.request(
+        response, answer = yield from self.request(
             dimse.NCreateRequest(message_id=self._next_id(), affected_sop_class_uid=sop_class_uid),
             context,
             attributes,
@@ -250,7 +249,7 @@ class PrintSCU:
             raise PrintError(f"N-CREATE {SOP_CLASS_NAMES[sop_class_uid]}: no instance UID answered")
         return response.affected_sop_instance_uid, answer
 
-    def set_image_box(self, uid: str, position: int, pixels: np.ndarray, bits: int) -> None:
+    def set_image_box(self, uid: str, position: int, pixels: np.ndarray, bits: int) -> Steps[None]:
         """N-SET one Basic Grayscale Image Box with ``pixels`` (PS3.4 H.4.3.1.2)."""
         image = Dataset()
         image.SamplesPerPixel = 1
@@ -266,7 +265,7 @@ class PrintSCU:
         box = Dataset()
         box.ImageBoxPosition = position
         box.BasicGrayscaleImageSequence = DicomSequence([image])
-        self.request(
+        yield from self.request(
             dimse.NSetRequest(
                 message_id=self._next_id(),
                 requested_sop_class_uid=BASIC_GRAYSCALE_IMAGE_BOX,
@@ -276,9 +275,9 @@ class PrintSCU:
             box,
         )
 
-    def action_print(self, sop_class_uid: str, uid: str) -> None:
+    def action_print(self, sop_class_uid: str, uid: str) -> Steps[None]:
         """N-ACTION print (action type 1) on a film box or film session."""
-        self.request(
+        yield from self.request(
             dimse.NActionRequest(
                 message_id=self._next_id(),
                 requested_sop_class_uid=sop_class_uid,
@@ -288,11 +287,11 @@ class PrintSCU:
             self.meta_context,
         )
 
-    def delete(self, sop_class_uid: str, uid: str) -> None:
+    def delete(self, sop_class_uid: str, uid: str) -> Steps[None]:
         """N-DELETE an instance."""
         context = self.lut_context if sop_class_uid == PRESENTATION_LUT else self.meta_context
         assert context is not None
-        self.request(
+        yield from self.request(
             dimse.NDeleteRequest(
                 message_id=self._next_id(),
                 requested_sop_class_uid=sop_class_uid,
@@ -303,11 +302,13 @@ class PrintSCU:
 
     # -- the whole job -----------------------------------------------------------------------
 
-    def print_images(self, images: Sequence[np.ndarray], options: FilmOptions) -> PrintReport:
+    def print_images(
+        self, images: Sequence[np.ndarray], options: FilmOptions
+    ) -> Steps[PrintReport]:
         """Print ``images`` (MONOCHROME2, ``options.bits``) on as many films as they need."""
         report = PrintReport()
         cells = len(parse_display_format(options.display_format).cells)
-        report.printer = self.printer_status()
+        report.printer = yield from self.printer_status()
         status = report.printer.get("PrinterStatus", "(not given)")
         info = report.printer.get("PrinterStatusInfo", "")
         name = f" {report.printer.PrinterName}" if report.printer.get("PrinterName") else ""
@@ -317,14 +318,16 @@ class PrintSCU:
         if options.presentation_lut and self.lut_context is not None:
             lut = Dataset()
             lut.PresentationLUTShape = "IDENTITY"
-            report.presentation_lut, _ = self.create(PRESENTATION_LUT, lut)
+            report.presentation_lut, _ = yield from self.create(PRESENTATION_LUT, lut)
             self.say(f"created Presentation LUT {report.presentation_lut}")
-        session_uid, _ = self.create(BASIC_FILM_SESSION, self._session_attributes(options))
+        session_uid, _ = yield from self.create(
+            BASIC_FILM_SESSION, self._session_attributes(options)
+        )
         self.say(f"created Basic Film Session {session_uid}")
         films = [images[i : i + cells] for i in range(0, len(images), cells)] or [[]]
         boxes: list[str] = []
         for number, film in enumerate(films, start=1):
-            box_uid, answer = self.create(
+            box_uid, answer = yield from self.create(
                 BASIC_FILM_BOX, self._film_box_attributes(options, session_uid, report)
             )
             image_boxes = self._image_boxes(answer)
@@ -337,54 +340,48 @@ class PrintSCU:
                     f"the film box has {len(image_boxes)} image boxes, {len(film)} images to print"
                 )
             for position, (pixels, box) in enumerate(zip(film, image_boxes, strict=False), start=1):
-                self.set_image_box(box, position, pixels, options.bits)
+                yield from self.set_image_box(box, position, pixels, options.bits)
             if options.print_session:
                 boxes.append(box_uid)
                 continue
-            self.action_print(BASIC_FILM_BOX, box_uid)
+            yield from self.action_print(BASIC_FILM_BOX, box_uid)
             self.say(f"film {number}: printed")
             report.films += 1
-            self.delete(BASIC_FILM_BOX, box_uid)
+            yield from self.delete(BASIC_FILM_BOX, box_uid)
         if options.print_session:
-            self.action_print(BASIC_FILM_SESSION, session_uid)
+            yield from self.action_print(BASIC_FILM_SESSION, session_uid)
             self.say(f"film session printed ({len(boxes)} films)")
             report.films += len(boxes)
             for box_uid in boxes:
-                self.delete(BASIC_FILM_BOX, box_uid)
-        self.delete(BASIC_FILM_SESSION, session_uid)
+                yield from self.delete(BASIC_FILM_BOX, box_uid)
+        yield from self.delete(BASIC_FILM_SESSION, session_uid)
         if report.presentation_lut is not None:
-            self.delete(PRESENTATION_LUT, report.presentation_lut)
+            yield from self.delete(PRESENTATION_LUT, report.presentation_lut)
         report.events = list(self.events)
         return report
 
     @staticmethod
     def _session_attributes(options: FilmOptions) -> Dataset:
-        session = Dataset()
-        session.NumberOfCopies = options.copies
-        if options.priority:
-            session.PrintPriority = options.priority
-        if options.medium_type:
-            session.MediumType = options.medium_type
-        if options.film_destination:
-            session.FilmDestination = options.film_destination
-        if options.label:
-            session.FilmSessionLabel = options.label
-        return session
+        return _attributes(
+            NumberOfCopies=options.copies,
+            PrintPriority=options.priority,
+            MediumType=options.medium_type,
+            FilmDestination=options.film_destination,
+            FilmSessionLabel=options.label,
+        )
 
     @staticmethod
     def _film_box_attributes(
         options: FilmOptions, session_uid: str, report: PrintReport
     ) -> Dataset:
-        box = Dataset()
-        box.ImageDisplayFormat = options.display_format
-        box.FilmOrientation = options.orientation
-        box.FilmSizeID = options.film_size
-        if options.magnification:
-            box.MagnificationType = options.magnification
-        if options.border_density:
-            box.BorderDensity = options.border_density
-        if options.empty_image_density:
-            box.EmptyImageDensity = options.empty_image_density
+        box = _attributes(
+            ImageDisplayFormat=options.display_format,
+            FilmOrientation=options.orientation,
+            FilmSizeID=options.film_size,
+            MagnificationType=options.magnification,
+            BorderDensity=options.border_density,
+            EmptyImageDensity=options.empty_image_density,
+        )
         box.ReferencedFilmSessionSequence = _referenced(BASIC_FILM_SESSION, session_uid)
         if report.presentation_lut is not None:
             box.ReferencedPresentationLUTSequence = _referenced(
@@ -400,12 +397,13 @@ class PrintSCU:
         return [str(item.ReferencedSOPInstanceUID) for item in answer.ReferencedImageBoxSequence]
 
 
-def _sop_class(message: dimse.Request) -> str:
-    for name in ("affected_sop_class_uid", "requested_sop_class_uid"):
-        value = getattr(message, name, None)
-        if value:
-            return str(value)
-    return "?"
+def _attributes(**values: object) -> Dataset:
+    """A data set of the attributes given a value (None and "" are left out)."""
+    ds = Dataset()
+    for keyword, value in values.items():
+        if value is not None and value != "":
+            setattr(ds, keyword, value)
+    return ds
 
 
 def load_images(paths: Iterable[Path], bits: int) -> list[np.ndarray]:
@@ -413,91 +411,31 @@ def load_images(paths: Iterable[Path], bits: int) -> list[np.ndarray]:
     return [printable_pixels(pydicom.dcmread(path), bits) for path in paths]
 
 
-def print_images(
-    host: str,
-    port: int,
+def print_job(
     images: Sequence[np.ndarray],
     options: FilmOptions = FilmOptions(),
     *,
     calling_ae_title: str = "PRINTSCU",
     called_ae_title: str = "ANY-SCP",
-    timeouts: Timeouts = _TIMEOUTS,
+    user_identity: dul.UserIdentity | None = None,
     say: Callable[[str], None] = print,
-) -> PrintReport:
-    """Associate, print ``images`` as ``options`` say, release."""
+) -> Callable[[Association], Steps[PrintReport]]:
+    """The service of one print job: associate, print ``images`` as ``options`` say, release."""
     request = association_request(
-        calling_ae_title, called_ae_title, presentation_lut=options.presentation_lut
+        calling_ae_title,
+        called_ae_title,
+        presentation_lut=options.presentation_lut,
+        user_identity=user_identity,
     )
-    with Association.request(host, port, request, timeouts=timeouts, whole_datasets=True) as assoc:
-        return PrintSCU(assoc, say=say).print_images(images, options)
 
+    def service(assoc: Association) -> Steps[PrintReport]:
+        yield from assoc.associate(request)
+        try:
+            report = yield from PrintSCU(assoc, say=say).print_images(images, options)
+        except BaseException:
+            yield from assoc.abort()
+            raise
+        yield from assoc.release()
+        return report
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: print files (or test patterns) and say what the printer answered."""
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.print.printscu",
-        description="Print DICOM images on a DICOM printer (Basic Grayscale Print Management).",
-    )
-    parser.add_argument("host")
-    parser.add_argument("port", type=int)
-    parser.add_argument("files", nargs="*", type=Path, help="DICOM images (none: test patterns)")
-    parser.add_argument("-aet", "--aetitle", default="PRINTSCU", help="our AE title")
-    parser.add_argument("-aec", "--call", default="ANY-SCP", help="the printer's AE title")
-    parser.add_argument("--format", default="STANDARD\\1,1", help="image display format")
-    parser.add_argument("--orientation", default="PORTRAIT", choices=("PORTRAIT", "LANDSCAPE"))
-    parser.add_argument("--film-size", default="8INX10IN", help="film size ID, e.g. 14INX17IN")
-    parser.add_argument("--magnification", help="REPLICATE, BILINEAR, CUBIC or NONE")
-    parser.add_argument("--border", help="border density: BLACK, WHITE or hundredths of OD")
-    parser.add_argument("--empty-image", help="empty image density")
-    parser.add_argument("--copies", type=int, default=1)
-    parser.add_argument("--medium-type", help="PAPER, CLEAR FILM, BLUE FILM...")
-    parser.add_argument("--destination", help="MAGAZINE, PROCESSOR...")
-    parser.add_argument("--label", help="film session label")
-    parser.add_argument("--priority", choices=("HIGH", "MED", "LOW"))
-    parser.add_argument("--bits", type=int, default=8, choices=(8, 12), help="bits per pixel")
-    parser.add_argument("--no-plut", action="store_true", help="never create a Presentation LUT")
-    parser.add_argument("--session-print", action="store_true", help="print the film session")
-    parser.add_argument("--patterns", type=int, default=4, help="test patterns without files")
-    parser.add_argument("-td", "--dimse-timeout", type=float, default=60.0)
-    args = parser.parse_args(argv)
-
-    options = FilmOptions(
-        display_format=args.format,
-        orientation=args.orientation,
-        film_size=args.film_size,
-        magnification=args.magnification,
-        border_density=args.border,
-        empty_image_density=args.empty_image,
-        copies=args.copies,
-        medium_type=args.medium_type,
-        film_destination=args.destination,
-        label=args.label,
-        priority=args.priority,
-        bits=args.bits,
-        presentation_lut=not args.no_plut,
-        print_session=args.session_print,
-    )
-    try:
-        parse_display_format(options.display_format)
-        if args.files:
-            images = load_images(args.files, options.bits)
-        else:
-            images = [pattern_image(i, bits=options.bits) for i in range(args.patterns)]
-        report = print_images(
-            args.host,
-            args.port,
-            images,
-            options,
-            calling_ae_title=args.aetitle,
-            called_ae_title=args.call,
-            timeouts=Timeouts(dimse=args.dimse_timeout),
-        )
-    except (PrintError, DriverError, TimeoutError, ValueError, OSError) as exc:
-        print(f"printscu: {exc}", file=sys.stderr)
-        return 1
-    print(f"printed {report.films} film(s)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return service

@@ -13,20 +13,17 @@ Class, keeps the film session, film boxes and image boxes of each association, a
   status in an N-EVENT-REPORT (PS3.4 H.4.11.1), as real printers do around a print;
 * N-DELETE of what was created.
 
-Usage::
-
-    python -m examples.print.printscp -aet PRINTER --output films 10005
+Written once as a service (:meth:`VirtualPrinter.service`, per association); the command line
+is ``python -m examples.printscp``.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import re
-import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,16 +36,11 @@ from pydicom.uid import generate_uid
 
 import dul
 from dul import dimse
-from examples.sockets.driver import (
-    Association,
-    DatasetReader,
-    DriverError,
-    Handler,
-    Server,
-    Timeouts,
-)
+from examples.runtime import Association, DatasetReader, DriverError, Handler, Steps, acceptor
+from examples.runtime.acceptor import Negotiate
+from examples.runtime.association import Service
 
-from ._common import (
+from .common import (
     BASIC_FILM_BOX,
     BASIC_FILM_SESSION,
     BASIC_GRAYSCALE_IMAGE_BOX,
@@ -61,9 +53,10 @@ from ._common import (
     Status,
     decode_dataset,
     encode_dataset,
+    sop_class_of,
     status_text,
 )
-from ._film import (
+from .film import (
     FILM_SIZES_MM,
     MAGNIFICATIONS,
     ORIENTATIONS,
@@ -74,17 +67,13 @@ from ._film import (
     render_film,
 )
 
-__all__ = ["PrintedFilm", "VirtualPrinter", "main"]
+__all__ = ["PrintedFilm", "VirtualPrinter"]
 
 #: What the handler frame runs: (status, response fields, response data set).
 Operation = Callable[
     [Association, "PrintState", int, dimse.Request, "Dataset | None"],
     "tuple[int, dict[str, Any], Dataset | None]",
 ]
-
-
-#: Timeouts of the printer's associations: DIMSE waits are bounded (a print job is interactive).
-_TIMEOUTS = Timeouts(dimse=300.0)
 
 
 class _Refused(Exception):
@@ -204,41 +193,37 @@ class VirtualPrinter:
             dimse.NDeleteRequest: self._wrap(self._n_delete),
         }
 
-    def server(self, host: str, port: int, *, timeouts: Timeouts = _TIMEOUTS) -> Server:
-        """A :class:`Server` for this printer on ``host:port`` (0: a free port)."""
-        return Server(
-            host,
-            port,
-            policy=self.policy(),
-            handlers=self.handlers(),
-            timeouts=timeouts,
-            on_close=self._forget,
-        )
+    def service(self, negotiate: Negotiate | None = None) -> Service[None]:
+        """The per-association service of this printer (``negotiate``: instead of its policy)."""
+        return acceptor(negotiate or self.policy().evaluate, self.handlers())
 
     def _state(self, assoc: Association) -> PrintState:
         with self._lock:
-            state = self._states.get(id(assoc))
+            state = self._states.get(id(assoc.session))
             if state is None:
                 request = assoc.connection.request
                 calling = request.calling_ae_title if request is not None else ""
-                state = self._states[id(assoc)] = PrintState(calling_ae_title=calling)
+                state = self._states[id(assoc.session)] = PrintState(calling_ae_title=calling)
             return state
 
-    def _forget(self, assoc: Association) -> None:
-        """The association ended: what it created and did not delete goes too (PS3.4 H.4.1)."""
+    def forget(self, assoc: Any) -> None:
+        """The association ended (a server's ``on_close``): what it created and did not delete
+        goes too (PS3.4 H.4.1)."""
         with self._lock:
-            self._states.pop(id(assoc), None)
+            self._states.pop(id(assoc.session), None)
 
     # -- the handler frame -------------------------------------------------------------------
 
     def _wrap(self, operation: Operation) -> Handler:
         """A handler: decode the data set, run ``operation``, answer with its status."""
 
-        def handle(assoc: Association, event: dimse.MessageReceived, reader: DatasetReader) -> None:
+        def handle(
+            assoc: Association, event: dimse.MessageReceived, reader: DatasetReader
+        ) -> Steps[None]:
             message = event.message
             assert isinstance(message, dimse.Request)
-            syntax = assoc.session.contexts[event.context_id].transfer_syntax
-            data = reader.read_all()
+            syntax = assoc.contexts[event.context_id].transfer_syntax
+            data = yield from reader.read_all()
             response_class = dimse.MESSAGE_CLASSES[message.COMMAND_FIELD | 0x8000]
             answer: Dataset | None = None
             try:
@@ -247,6 +232,8 @@ class VirtualPrinter:
                 status, fields, answer = operation(
                     assoc, self._state(assoc), event.context_id, message, dataset
                 )
+                if self.event_reports and isinstance(message, dimse.NActionRequest):
+                    yield from self._report_status(assoc, event.context_id)
                 response = response_class(  # type: ignore[call-arg]
                     message_id_being_responded_to=message.message_id, status=status, **fields
                 )
@@ -271,15 +258,15 @@ class VirtualPrinter:
                 )
                 self.say(f"failed {type(message).__name__}: {exc!r}")
             encoded = encode_dataset(answer, syntax) if answer else None
-            assoc.send(response, context_id=event.context_id, dataset=encoded)
+            yield from assoc.send(response, context_id=event.context_id, dataset=encoded)
 
         return handle
 
     @staticmethod
     def _check_context(assoc: Association, context_id: int, message: dimse.Request) -> None:
         """Each SOP class travels on its own context: the meta SOP class's, or the LUT's."""
-        sop_class = _sop_class(message)
-        abstract = assoc.session.contexts[context_id].abstract_syntax
+        sop_class = sop_class_of(message)
+        abstract = assoc.contexts[context_id].abstract_syntax
         if abstract == BASIC_GRAYSCALE_PRINT_META and sop_class in META_MEMBERS:
             return
         if abstract == PRESENTATION_LUT == sop_class:
@@ -564,8 +551,6 @@ class VirtualPrinter:
                 if sop_class == BASIC_FILM_BOX
                 else Status.FILM_SESSION_EMPTY_PAGE
             )
-        if self.event_reports:
-            self._report_status(assoc, context_id)
         fields = {
             "affected_sop_class_uid": sop_class,
             "affected_sop_instance_uid": uid,
@@ -603,13 +588,13 @@ class VirtualPrinter:
         )
         return path
 
-    def _report_status(self, assoc: Association, context_id: int) -> None:
+    def _report_status(self, assoc: Association, context_id: int) -> Steps[None]:
         """N-EVENT-REPORT the printer's status (event 1, NORMAL) and wait for the answer."""
         info = Dataset()
         info.PrinterStatusInfo = "NORMAL"
         info.PrinterName = self.printer_name
-        syntax = assoc.session.contexts[context_id].transfer_syntax
-        assoc.send(
+        syntax = assoc.contexts[context_id].transfer_syntax
+        yield from assoc.send(
             dimse.NEventReportRequest(
                 message_id=assoc.session.next_message_id(),
                 affected_sop_class_uid=PRINTER,
@@ -619,7 +604,7 @@ class VirtualPrinter:
             context_id=context_id,
             dataset=encode_dataset(info, syntax),
         )
-        response, _ = assoc.receive_response()
+        response, _ = yield from assoc.receive_response()
         if response.category is not dimse.StatusCategory.SUCCESS:
             self.say(f"the SCU answered the event report with {status_text(response.status)}")
 
@@ -662,53 +647,3 @@ class VirtualPrinter:
         film_box = state.film_boxes.pop(uid)
         for image_box in film_box.image_boxes:
             state.image_boxes.pop(image_box.uid, None)
-
-
-def _sop_class(message: dimse.Request) -> str:
-    for name in ("affected_sop_class_uid", "requested_sop_class_uid"):
-        value = getattr(message, name, None)
-        if value:
-            return str(value)
-    return ""
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: run the virtual printer until Ctrl-C."""
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.print.printscp",
-        description="A virtual DICOM printer: every film printed becomes a PNG.",
-    )
-    parser.add_argument("port", type=int)
-    parser.add_argument(
-        "-aet", "--aetitle", help="the only called AE title accepted (default: any)"
-    )
-    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--output", "-od", type=Path, default=Path("films"), help="PNG folder")
-    parser.add_argument("--name", default="DUL_VIRTUAL_PRINTER", help="printer name")
-    parser.add_argument("--long-side", type=int, default=1200, help="film's long side in pixels")
-    parser.add_argument("--no-12bit", action="store_true", help="accept 8-bit images only")
-    parser.add_argument("--no-event-reports", action="store_true", help="send no N-EVENT-REPORT")
-    args = parser.parse_args(argv)
-
-    printer = VirtualPrinter(
-        args.output,
-        ae_title=args.aetitle,
-        printer_name=args.name,
-        supports_12bit=not args.no_12bit,
-        event_reports=not args.no_event_reports,
-        long_side=args.long_side,
-        say=lambda line: print(line, flush=True),
-    )
-    server = printer.server(args.bind, args.port)
-    print(
-        f"printscp: listening on {args.bind}:{server.port}, films go to {args.output}", flush=True
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        server.shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,6 +29,7 @@ __all__ = [
     "Status",
     "decode_dataset",
     "encode_dataset",
+    "sop_class_of",
     "status_text",
 ]
 
@@ -128,3 +129,12 @@ def decode_dataset(data: bytes, transfer_syntax: str) -> Dataset:
     """Decode a data set received on a context with ``transfer_syntax``."""
     implicit = transfer_syntax == dimse.IMPLICIT_VR_LITTLE_ENDIAN
     return read_dataset(io.BytesIO(data), implicit, True)
+
+
+def sop_class_of(message: dimse.Request) -> str:
+    """The SOP class a request is about (affected or requested), or ""."""
+    for name in ("affected_sop_class_uid", "requested_sop_class_uid"):
+        value = getattr(message, name, None)
+        if value:
+            return str(value)
+    return ""
