@@ -1,0 +1,170 @@
+"""Who is let in (issue 17): --allow / --allow-file, --max-per-peer and --max-associations.
+
+Written once (``examples.runtime.Access`` and the drivers' refusal), so each case runs on
+every driver: dul's and DCMTK's echoscu and dul's storescu against dul's echoscp/storescp. An
+association is held open with a raw :class:`dul.Connection` over a socket.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from examples.runtime import Allowed
+from examples.tools import main
+from examples.tools.cli import ExitCode
+from examples.tools.sample_files import dataset_bytes, write_sample
+
+import dul
+from helpers import make_request
+from peers import HOST, Dcmtk
+
+DRIVERS = ("sockets", "trio", "asyncio")
+
+
+@contextmanager
+def server(tool: str, driver: str, *argv: str) -> Iterator[tuple[int, io.StringIO]]:
+    """dul's ``tool`` on ``driver`` in a thread: (port, its log)."""
+    stream = io.StringIO()
+    with main.server_in_thread(tool, ["--driver", driver, *argv, "0"], stream) as s:
+        yield s.port, stream
+
+
+def echoscu(driver: str, port: int, aet: str) -> tuple[int, str]:
+    stream = io.StringIO()
+    code = main.main("echoscu", ["--driver", driver, "-aet", aet, HOST, str(port)], stream=stream)
+    return code, stream.getvalue()
+
+
+@contextmanager
+def held(port: int, calling: str = "HOLDER") -> Iterator[dul.AssociateAccept]:
+    """An association held open by a raw dul Connection over a socket (released on exit)."""
+    conn = dul.Connection(dul.Role.REQUESTOR)
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(conn.send(make_request(calling=calling)))
+        event = _next(conn, sock)
+        assert isinstance(event, dul.AssociateAccept), event
+        try:
+            yield event
+        finally:
+            sock.sendall(conn.send(dul.ReleaseRequest()))
+            while not isinstance(_next(conn, sock), dul.ConnectionClosed):
+                pass
+
+
+def _next(conn: dul.Connection, sock: socket.socket) -> object:
+    while (event := conn.next_event()) is dul.NEED_DATA:
+        conn.receive_data(sock.recv(65536))
+    return event
+
+
+def _served_soon(driver: str, port: int) -> tuple[int, str]:
+    """echoscu, retried for a few seconds: the server frees the slot of an association just
+    after its socket closes, so the first try may still find it taken."""
+    deadline = time.monotonic() + 10
+    while True:
+        code, said = echoscu(driver, port, "THIRD")
+        if code == ExitCode.OK or time.monotonic() > deadline:
+            return code, said
+        time.sleep(0.05)
+
+
+def test_allowed_entries() -> None:
+    """AETITLE, AETITLE@ADDRESS, AETITLE@NETWORK and '*'."""
+    assert Allowed("A").admits("A", "10.1.2.3") and Allowed("A").admits("A", None)
+    assert not Allowed("A").admits("B", "10.1.2.3")
+    assert Allowed("A@10.0.0.0/8").admits("A", "10.1.2.3")
+    assert not Allowed("A@10.0.0.0/8").admits("A", "11.1.2.3")
+    assert not Allowed("A@10.0.0.1").admits("A", None)
+    assert Allowed("*@127.0.0.1").admits("ANYONE", "127.0.0.1")
+    with pytest.raises(ValueError):
+        Allowed("A@not-an-address")
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_allow_list_dul_echoscu(driver: str, tmp_path: Path) -> None:
+    """Allowed by --allow or --allow-file: served; else RJ 1/1/3, one log line; the server goes
+    on serving. An entry bound to another address does not let its title in from here."""
+    allow_file = tmp_path / "allow.txt"
+    allow_file.write_text("# who\nFROMFILE@127.0.0.0/8\n\nELSEWHERE@192.0.2.1  # not us\n")
+    argv = ("--allow", f"GOOD@{HOST}", "--allow", "ANYWHERE", "--allow-file", str(allow_file))
+    with server("echoscp", driver, *argv) as (port, log):
+        results = {aet: echoscu(driver, port, aet) for aet in ("GOOD", "ANYWHERE", "FROMFILE")}
+        bad = echoscu(driver, port, "BAD")
+        elsewhere = echoscu(driver, port, "ELSEWHERE")
+        again = echoscu(driver, port, "GOOD")
+    for code, said in (*results.values(), again):
+        assert code == ExitCode.OK, said
+    for code, said in (bad, elsewhere):
+        assert code == ExitCode.ASSOCIATION_FAILED, said
+        assert "result 1, source 1, reason 3 (calling-ae-title-not-recognized)" in said, said
+    lines = [line for line in log.getvalue().splitlines() if "rejected" in line]
+    assert len(lines) == 2, log.getvalue()
+    assert "'BAD' at 127.0.0.1 rejected: calling AE title not allowed" in lines[0]
+    assert "'ELSEWHERE' at 127.0.0.1" in lines[1]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_allow_list_dcmtk_echoscu(driver: str, dcmtk: Dcmtk) -> None:
+    """DCMTK echoscu -aet: allowed passes; not allowed is told "Calling AE Title Not
+    Recognized"; the server keeps serving."""
+    with server("echoscp", driver, "--allow", "DCMTK") as (port, log):
+        good = dcmtk.run("echoscu", "-aet", "DCMTK", HOST, str(port))
+        bad = dcmtk.run("echoscu", "-aet", "INTRUDER", HOST, str(port))
+        again = dcmtk.run("echoscu", "-aet", "DCMTK", HOST, str(port))
+    assert good.returncode == 0 and again.returncode == 0, good.stdout + good.stderr
+    said = bad.stdout + bad.stderr
+    assert bad.returncode != 0
+    assert "Rejected Permanent, Source: Service User" in said, said
+    assert "Reason: Calling AE Title Not Recognized" in said, said
+    assert "'INTRUDER' at 127.0.0.1 rejected: calling AE title not allowed" in log.getvalue()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_allow_list_storescu(driver: str, tmp_path: Path) -> None:
+    """dul's storescu: stored when allowed, nothing stored when not."""
+    source = write_sample(tmp_path / "in" / "a.dcm", index=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    with server("storescp", driver, "--allow", "SENDER", "-od", str(out)) as (port, _):
+        codes = []
+        for aet in ("INTRUDER", "SENDER"):
+            stream = io.StringIO()
+            argv = ["--driver", driver, "-aet", aet, HOST, str(port), str(source)]
+            codes.append(main.main("storescu", argv, stream=stream))
+    assert codes == [ExitCode.ASSOCIATION_FAILED, ExitCode.OK]
+    assert [dataset_bytes(p) for p in out.iterdir()] == [dataset_bytes(source)]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("option", ["--max-per-peer", "--max-associations"])
+def test_limits(driver: str, option: str) -> None:
+    """With one association held, the limit 1 rejects the next: RJ 2/3/2, said by dul's
+    echoscu; once released, the next is served."""
+    with server("echoscp", driver, option, "1") as (port, log):
+        with held(port):
+            code, said = echoscu(driver, port, "SECOND")
+        after, said_after = _served_soon(driver, port)
+    assert code == ExitCode.ASSOCIATION_FAILED, said
+    assert "result 2, source 3, reason 2" in said, said
+    assert after == ExitCode.OK, said_after
+    if option == "--max-per-peer":
+        assert "association from 127.0.0.1 rejected: 1 associations already" in log.getvalue()
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_per_peer_limit_dcmtk(driver: str, dcmtk: Dcmtk) -> None:
+    """DCMTK echoscu beyond --max-per-peer: "Rejected Transient ... Local Limit Exceeded"."""
+    with server("echoscp", driver, "--max-per-peer", "1") as (port, _), held(port):
+        bad = dcmtk.run("echoscu", "-aet", "DCMTK", HOST, str(port))
+    said = bad.stdout + bad.stderr
+    assert bad.returncode != 0
+    assert "Rejected Transient, Source: Service Provider (Presentation Related)" in said, said
+    assert "Local Limit Exceeded" in said, said
