@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import socket
+import ssl
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -168,3 +170,52 @@ def test_per_peer_limit_dcmtk(driver: str, dcmtk: Dcmtk) -> None:
     assert bad.returncode != 0
     assert "Rejected Transient, Source: Service Provider (Presentation Related)" in said, said
     assert "Local Limit Exceeded" in said, said
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(certificate, key): self-signed, for 127.0.0.1."""
+    from test_tools import make_certificate
+
+    cert, key = make_certificate(tmp_path_factory.mktemp("tls"))
+    return str(cert), str(key)
+
+
+def _tls_hello(port: int, context: ssl.SSLContext) -> str | None:
+    """Open TLS to ``port`` with ``context``: None if the handshake succeeds, else the error."""
+    try:
+        with (
+            socket.create_connection((HOST, port), timeout=10) as sock,
+            context.wrap_socket(sock, server_hostname=HOST),
+        ):
+            return None
+    except (ssl.SSLError, OSError) as exc:
+        return str(exc)
+
+
+def _unverified(version: ssl.TLSVersion) -> ssl.SSLContext:
+    """A client context speaking only TLS ``version``, checking no certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 offers TLS 1.1 at level 0 only
+    with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = context.maximum_version = version
+    return context
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_tls_refusals(driver: str, certificate: tuple[str, str]) -> None:
+    """On a TLS port: TLS 1.1 is refused (BCP 195: 1.2 minimum) and plain DICOM gets no
+    association; a TLS 1.2 client is served after both."""
+    cert, key = certificate
+    with server("echoscp", driver, "--tls-cert", cert, "--tls-key", key) as (port, _):
+        refused = _tls_hello(port, _unverified(ssl.TLSVersion.TLSv1_1))
+        accepted = _tls_hello(port, _unverified(ssl.TLSVersion.TLSv1_2))
+        plain, said = echoscu(driver, port, "PLAIN")
+        stream = io.StringIO()
+        argv = ["--driver", driver, "--tls-ca", cert, "-ta", "10", HOST, str(port)]
+        tls12 = main.main("echoscu", argv, stream=stream)
+    assert refused is not None and accepted is None, accepted  # only the version differs
+    assert plain == ExitCode.ASSOCIATION_FAILED, said
+    assert tls12 == ExitCode.OK, stream.getvalue()

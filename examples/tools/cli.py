@@ -589,6 +589,7 @@ def server_ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         raise ToolError(ExitCode.USAGE, "TLS needs our certificate: --tls-cert FILE")
     try:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=args.tls_ca)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2  # BCP 195 (PS3.15 B.9): 1.2 or later
         context.load_cert_chain(args.tls_cert, args.tls_key)
     except (OSError, ssl.SSLError) as exc:
         raise ToolError(ExitCode.NETWORK_SETUP, f"cannot set up TLS: {exc}") from exc
