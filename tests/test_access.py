@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import socket
 import ssl
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -219,3 +220,62 @@ def test_tls_refusals(driver: str, certificate: tuple[str, str]) -> None:
     assert refused is not None and accepted is None, accepted  # only the version differs
     assert plain == ExitCode.ASSOCIATION_FAILED, said
     assert tls12 == ExitCode.OK, stream.getvalue()
+
+
+def _self_signed(directory: Path, stem: str, san: str) -> tuple[str, str]:
+    """A self-signed certificate (a CA of its own) for ``san``, by openssl: (cert, key)."""
+    cert, key = directory / f"{stem}.pem", directory / f"{stem}.key"
+    subject = ["-subj", f"/CN={stem}", "-addext", f"subjectAltName={san}"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            *subject,
+            *files,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_tls_wrong_peers(driver: str, tmp_path: Path) -> None:
+    """Refused cleanly, the server serving a good client after each: a client certificate of
+    another CA (the server requires one of its CA), a server certificate for another name, and
+    TLS to a plaintext port."""
+    cert, key = _self_signed(tmp_path, "server", "IP:127.0.0.1")
+    stranger = _self_signed(tmp_path, "stranger", "IP:127.0.0.1")
+    other_name = _self_signed(tmp_path, "elsewhere", "DNS:elsewhere.example")
+
+    def echo(port: int, *tls: str) -> tuple[int, str]:
+        stream = io.StringIO()
+        argv = ["--driver", driver, "-ta", "10", *tls, HOST, str(port)]
+        return main.main("echoscu", argv, stream=stream), stream.getvalue()
+
+    good = ("--tls-ca", cert, "--tls-cert", cert, "--tls-key", key)
+    server_tls = ("--tls-cert", cert, "--tls-key", key, "--tls-ca", cert)
+    with server("echoscp", driver, *server_tls) as (port, _):
+        wrong_ca = echo(port, "--tls-ca", cert, "--tls-cert", stranger[0], "--tls-key", stranger[1])
+        after_wrong_ca = echo(port, *good)
+    with server("echoscp", driver, "--tls-cert", other_name[0], "--tls-key", other_name[1]) as (
+        port,
+        _,
+    ):
+        wrong_name = echo(port, "--tls-ca", other_name[0])
+    with server("echoscp", driver) as (port, _):
+        tls_to_plain = echo(port, "--tls-ca", cert)
+        after_plain = echo(port)
+    assert wrong_ca[0] == ExitCode.ASSOCIATION_FAILED, wrong_ca[1]
+    assert wrong_name[0] == ExitCode.ASSOCIATION_FAILED, wrong_name[1]
+    assert "TLS handshake" in wrong_name[1] and "IP address mismatch" in wrong_name[1], wrong_name
+    assert tls_to_plain[0] == ExitCode.ASSOCIATION_FAILED, tls_to_plain[1]
+    assert after_wrong_ca[0] == ExitCode.OK, after_wrong_ca[1]
+    assert after_plain[0] == ExitCode.OK, after_plain[1]
