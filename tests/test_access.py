@@ -7,6 +7,7 @@ association is held open with a raw :class:`dul.Connection` over a socket.
 
 from __future__ import annotations
 
+import functools
 import io
 import socket
 import ssl
@@ -246,11 +247,53 @@ def _self_signed(directory: Path, stem: str, san: str) -> tuple[str, str]:
     return str(cert), str(key)
 
 
+_CA_CONFIG = """[ca]
+default_ca = this
+[this]
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = any
+copy_extensions = copy
+[any]
+commonName = supplied
+"""
+
+
+def _expired(directory: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 valid only on 1 January 2020: (cert, key)."""
+    (directory / "index.txt").write_text("")
+    (directory / "serial").write_text("01\n")
+    (directory / "ca.cnf").write_text(_CA_CONFIG)
+    key, request, cert = (str(directory / name) for name in ("old.key", "old.csr", "old.pem"))
+    subject = ["-subj", "/CN=expired", "-addext", "subjectAltName=IP:127.0.0.1"]
+    run = functools.partial(subprocess.run, check=True, capture_output=True, cwd=directory)
+    run(
+        [
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            *subject,
+            "-keyout",
+            key,
+            "-out",
+            request,
+        ]
+    )
+    dates = ["-startdate", "20200101000000Z", "-enddate", "20200102000000Z"]
+    files = ["-keyfile", key, "-in", request, "-out", cert]
+    run(["openssl", "ca", "-batch", "-config", "ca.cnf", "-selfsign", *dates, *files])
+    return cert, key
+
+
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_tls_wrong_peers(driver: str, tmp_path: Path) -> None:
     """Refused cleanly, the server serving a good client after each: a client certificate of
     another CA (the server requires one of its CA), a server certificate for another name, and
-    TLS to a plaintext port."""
+    an expired server certificate, TLS to a plaintext port."""
     cert, key = _self_signed(tmp_path, "server", "IP:127.0.0.1")
     stranger = _self_signed(tmp_path, "stranger", "IP:127.0.0.1")
     other_name = _self_signed(tmp_path, "elsewhere", "DNS:elsewhere.example")
@@ -270,6 +313,11 @@ def test_tls_wrong_peers(driver: str, tmp_path: Path) -> None:
         _,
     ):
         wrong_name = echo(port, "--tls-ca", other_name[0])
+    old = _expired(tmp_path)
+    with server("echoscp", driver, "--tls-cert", old[0], "--tls-key", old[1]) as (port, _):
+        expired = echo(port, "--tls-ca", old[0])
+    assert expired[0] == ExitCode.ASSOCIATION_FAILED, expired[1]
+    assert "certificate has expired" in expired[1], expired[1]
     with server("echoscp", driver) as (port, _):
         tls_to_plain = echo(port, "--tls-ca", cert)
         after_plain = echo(port)
