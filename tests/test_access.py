@@ -327,3 +327,16 @@ def test_tls_wrong_peers(driver: str, tmp_path: Path) -> None:
     assert tls_to_plain[0] == ExitCode.ASSOCIATION_FAILED, tls_to_plain[1]
     assert after_wrong_ca[0] == ExitCode.OK, after_wrong_ca[1]
     assert after_plain[0] == ExitCode.OK, after_plain[1]
+
+
+@pytest.mark.parametrize("tool", ["storescp", "qrscp"])
+def test_allow_list_other_scps(tool: str, tmp_path: Path) -> None:
+    """The same rules on the other SCPs (the printer's command line wraps its service alike)."""
+    folder = ["-od", str(tmp_path)] if tool == "storescp" else [str(tmp_path)]
+    stream = io.StringIO()
+    with main.server_in_thread(tool, ["--allow", "GOOD", "0", *folder], stream) as s:
+        good = echoscu("sockets", s.port, "GOOD")
+        bad = echoscu("sockets", s.port, "BAD")
+    assert good[0] == ExitCode.OK, good[1]
+    assert bad[0] == ExitCode.ASSOCIATION_FAILED, bad[1]
+    assert "'BAD' at 127.0.0.1 rejected" in stream.getvalue()
