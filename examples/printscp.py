@@ -68,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-12bit", action="store_true", help="accept 8-bit images only")
     parser.add_argument("--no-event-reports", action="store_true", help="send no N-EVENT-REPORT")
     parser.add_argument("--driver", choices=DRIVERS, default="sockets", help="what runs it")
-    cli.users_option(parser.add_argument_group("network options"))
+    group = parser.add_argument_group("network options")
+    cli.users_option(group)
+    cli.access_options(group)
     cli._tls_options(parser, requestor=False)
     args = parser.parse_args(argv)
 
@@ -87,8 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log = logging.getLogger("dul.tools.printscp")
     try:
+        access = cli.access_control(args, log)
         load_driver(args.driver).serve(
-            printer.service(negotiation(printer.policy(), args, log)),
+            access.guard(printer.service(negotiation(printer.policy(), args, log))),
             args.bind,
             args.port,
             on_listening=listening,

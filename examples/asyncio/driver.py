@@ -196,6 +196,9 @@ class Association:
     ) -> None:
         self.protocol = protocol
         self.timeouts = timeouts
+        peer = protocol.transport.get_extra_info("peername") if protocol.transport else None
+        #: The peer's IP address (None if unknown).
+        self.peer = str(peer[0]) if isinstance(peer, tuple) else None
         self.session = protocol.session
         self.connection = self.session.connection
         self.closed: dul.ConnectionClosed | None = None
@@ -642,7 +645,7 @@ async def _run_service(
     assoc: Association, service: runtime.Service[None], timeouts: Timeouts
 ) -> None:
     """Run an acceptor's ``service`` on ``assoc``; its end, whatever it is, is the end."""
-    link = runtime.Association(assoc.session, timeouts, assoc._on_event)
+    link = runtime.Association(assoc.session, timeouts, assoc._on_event, peer=assoc.peer)
     with contextlib.suppress(DriverError, TimeoutError, OSError):
         await runtime.drive_async(Steps(), assoc, link, service(link))
 

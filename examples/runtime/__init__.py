@@ -11,6 +11,7 @@ life of an accepted association (negotiate, dispatch each message to its handler
 """
 
 from .acceptor import Handler, acceptor, refuse
+from .access import Access, Allowed, peer_of
 from .association import Association, DatasetReader, Service
 from .errors import AssociationAborted, AssociationRejected, DriverError, Timeouts
 from .steps import (
@@ -32,6 +33,8 @@ from .steps import (
 
 __all__ = [
     "Abort",
+    "Access",
+    "Allowed",
     "Association",
     "AssociationAborted",
     "AssociationRejected",
@@ -54,5 +57,6 @@ __all__ = [
     "acceptor",
     "drive",
     "drive_async",
+    "peer_of",
     "refuse",
 ]

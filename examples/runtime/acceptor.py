@@ -38,6 +38,9 @@ def acceptor(
 
     def serve(assoc: Association) -> Steps[None]:
         try:
+            if assoc.connection.state is dul.State.AWAITING_LOCAL_ASSOCIATE_RESPONSE:
+                assert assoc.request is not None  # received already (by Access.guard)
+                yield from assoc.send_pdu(negotiate(assoc.request))
             while assoc.closed is None:
                 event = yield from assoc.next_event(_wait(assoc))
                 if isinstance(event, dul.AssociateRequest):

@@ -30,9 +30,16 @@ class Association:
     """One association, as the service running on it sees it."""
 
     def __init__(
-        self, session: dimse.Session, timeouts: Timeouts, trace: Trace | None = None
+        self,
+        session: dimse.Session,
+        timeouts: Timeouts,
+        trace: Trace | None = None,
+        *,
+        peer: str | None = None,
     ) -> None:
         self.session = session
+        #: The peer's IP address, as the driver accepted it (None if unknown).
+        self.peer = peer
         self.connection = session.connection
         self.timeouts = timeouts
         #: The ConnectionClosed received, once the association is over.

@@ -107,6 +107,7 @@ class Association:
     ) -> None:
         _set_nodelay(sock)
         self.sock = sock
+        self.peer = runtime.peer_of(sock)
         self.timeouts = timeouts
         self.session = dimse.Session(dul.Connection(role), whole_datasets=whole_datasets)
         self.connection = self.session.connection
@@ -394,7 +395,7 @@ class Server:
                 sock.close()  # a no-op when the association closed it
 
     def _run(self, assoc: Association, service: runtime.Service[None]) -> None:
-        link = runtime.Association(assoc.session, self.timeouts, self.on_event)
+        link = runtime.Association(assoc.session, self.timeouts, self.on_event, peer=assoc.peer)
         with contextlib.suppress(DriverError, TimeoutError, OSError):
             runtime.drive(Steps(), assoc, link, service(link))
 

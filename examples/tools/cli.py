@@ -20,6 +20,7 @@ import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 import attrs
@@ -30,6 +31,7 @@ from dul import (
     dimse,
 )
 from examples.apps.common import UID_NAMES, ExitCode, ToolError, message_name
+from examples.runtime import Access, Allowed
 
 __all__ = [
     "DRIVERS",
@@ -275,6 +277,59 @@ def _acceptor_options(parser: Parser, aet: str) -> None:
     )
     _common_network_options(group)
     users_option(group)
+    access_options(group)
+
+
+def _allowed(text: str) -> Allowed:
+    try:
+        return Allowed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not AETITLE[@ADDRESS]: {exc}") from None
+
+
+def access_options(group: argparse._ArgumentGroup) -> None:
+    """An acceptor's access control: --allow, --allow-file, --max-per-peer."""
+    group.add_argument(
+        "--allow",
+        action="append",
+        type=_allowed,
+        default=[],
+        metavar="AETITLE[@ADDRESS]",
+        help="let in only these calling AE titles, each from any address or from ADDRESS (an IP "
+        "address or a network, 10.0.0.0/8); '*' is any title; repeatable. Others are rejected: "
+        "A-ASSOCIATE-RJ 1/1/3 (default: everyone is let in)",
+    )
+    group.add_argument(
+        "--allow-file",
+        metavar="FILE",
+        help="more --allow entries, one a line ('#' starts a comment)",
+    )
+    group.add_argument(
+        "--max-per-peer",
+        type=_count,
+        metavar="N",
+        help="serve at most N associations at once from one peer address; more are rejected, "
+        "transient: A-ASSOCIATE-RJ 2/3/2 (default: no limit)",
+    )
+
+
+def access_control(args: argparse.Namespace, log: logging.Logger) -> Access:
+    """The access rules of ``args`` (:func:`access_options`)."""
+    allow = list(getattr(args, "allow", None) or [])
+    path = getattr(args, "allow_file", None)
+    if path:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ToolError(ExitCode.USAGE, f"--allow-file: {exc}") from exc
+        for number, line in enumerate(lines, 1):
+            entry = line.split("#", 1)[0].strip()
+            if entry:
+                try:
+                    allow.append(Allowed(entry))
+                except ValueError as exc:
+                    raise ToolError(ExitCode.USAGE, f"{path}:{number}: {exc}") from exc
+    return Access(allow, max_per_peer=getattr(args, "max_per_peer", None), log=log)
 
 
 def users_option(group: argparse._ArgumentGroup) -> None:
@@ -534,6 +589,7 @@ def server_ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         raise ToolError(ExitCode.USAGE, "TLS needs our certificate: --tls-cert FILE")
     try:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=args.tls_ca)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2  # BCP 195 (PS3.15 B.9): 1.2 or later
         context.load_cert_chain(args.tls_cert, args.tls_key)
     except (OSError, ssl.SSLError) as exc:
         raise ToolError(ExitCode.NETWORK_SETUP, f"cannot set up TLS: {exc}") from exc

@@ -281,7 +281,7 @@ def _listen_failed(args: argparse.Namespace, exc: OSError) -> ToolError:
 
 def _serve(name: str, build: Callable[[argparse.Namespace, logging.Logger], Service[None]]) -> Any:
     def body(args: argparse.Namespace, log: logging.Logger) -> int:
-        service = build(args, log)
+        service = cli.access_control(args, log).guard(build(args, log))
 
         def listening(port: int) -> None:  # on port 0 the user cannot guess it: always print
             log.info("%s listening on %s:%d", name, args.bind, port)
@@ -405,7 +405,7 @@ def server_in_thread(
         if handler is not None:
             log.addHandler(handler)
         try:
-            service = _SERVICES[tool](args, log)
+            service = cli.access_control(args, log).guard(_SERVICES[tool](args, log))
             options = _server_options(args, log)
             try:
                 serving = driver(args.driver).serving(service, args.bind, args.port, **options)

@@ -155,6 +155,7 @@ class Association:
         with contextlib.suppress(OSError):
             plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         self._sock = plain.socket
+        self.peer = runtime.peer_of(plain.socket)
         self.timeouts = timeouts
         self.session = dimse.Session(dul.Connection(role), whole_datasets=whole_datasets)
         self.connection = self.session.connection
@@ -611,7 +612,7 @@ async def _run_service(
     assoc: Association, service: runtime.Service[None], timeouts: Timeouts
 ) -> None:
     """Run an acceptor's ``service`` on ``assoc``; its end, whatever it is, is the end."""
-    link = runtime.Association(assoc.session, timeouts, assoc._on_event)
+    link = runtime.Association(assoc.session, timeouts, assoc._on_event, peer=assoc.peer)
     with contextlib.suppress(DriverError, TimeoutError, OSError):
         await runtime.drive_async(Steps(), assoc, link, service(link))
 
