@@ -4,11 +4,13 @@ Each test is one cell (see ``interop_report.py``, which turns the recorded resul
 ``docs/interop.md``): dul's echoscu/storescu against DCMTK's storescp (``+B``, bit-preserving)
 and a pynetdicom SCP, and DCMTK's and pynetdicom's SCUs against dul's echoscp/storescp; C-STORE
 in four transfer syntaxes and several maximum PDU lengths; rejection for a wrong called AE
-title and aborts, both ways; TLS with DCMTK. A cell passes on the peer's own evidence: the file
-it stored holds the bytes sent, its status or exit code, its log. DCMTK runs in child
-processes, started and stopped by PID (always through the ``dcmtk`` fixture: pynetdicom's
-console scripts shadow DCMTK's names on PATH), with TCP_NODELAY=1; pynetdicom runs in threads,
-dul's tools in this process. Under CI=true a missing peer fails (the fixtures see to it).
+title and aborts, both ways; TLS with DCMTK; storescu converting big endian and deflated files
+for a storescp accepting implicit VR only (``+xi``), and failing a compressed file. A cell
+passes on the peer's own evidence: the file it stored holds the bytes sent, its status or exit
+code, its log. DCMTK runs in child processes, started and stopped by PID (always through the
+``dcmtk`` fixture: pynetdicom's console scripts shadow DCMTK's names on PATH), with
+TCP_NODELAY=1; pynetdicom runs in threads, dul's tools in this process. Under CI=true a missing
+peer fails (the fixtures see to it).
 
 Every cell runs on each of dul's drivers (``driver``: sockets, trio, asyncio) except the
 C-STORE matrix: its 4 transfer syntaxes x 3 or 4 PDU lengths run on the sockets driver, and a
@@ -390,7 +392,7 @@ def test_store_converted_to_dcmtk(
     options = [*IMPLICIT_ONLY_SCP, "-od", str(tmp_path)]
     with dcmtk_server(dcmtk, tmp_path, "storescp", *options) as (port, log):
         code, out = run_dul(
-            driver, "storescu", "-v", "-aec", "STORESCP", HOST, str(port), *map(str, sources)
+            driver, "storescu", "-v", "-R", "-aec", "STORESCP", HOST, str(port), *map(str, sources)
         )
     assert code == ExitCode.OK, out
     assert "to Implicit VR Little Endian" in out
