@@ -1,4 +1,6 @@
-"""Over loopback: C-ECHO round trips, associations per second, concurrency, the wire's limit.
+"""Over loopback: C-ECHO round trips, associations per second, the wire's limit.
+
+Many associations at once into one SCP: ``bench_load``.
 
 Every server is a child process on 127.0.0.1, started once and stopped by its PID: dul's
 ``echoscp`` tool on the sockets driver and ``storescp --ignore`` on trio and asyncio, a
@@ -12,9 +14,6 @@ as users run it:
 * **Associations per second** from one client process, one after the other: associate, one
   C-ECHO, release. DCMTK's ``echoscu`` is one process per association: its rate is bound by
   process start-up, not by the protocol (marked so).
-* **Concurrency**: A simultaneous associations from one trio client process, each storing F
-  data sets of 10 KB, into one trio SCP (dul's trio driver, data sets discarded). Any failure
-  fails the row; the rate is files/s over the whole run.
 * **P-DATA over loopback**: one large data set, C-STORE from memory by dul's sockets driver to
   dul's ``storescp --ignore``, beside the loopback limit: two threads of this process moving the
   same bytes with ``sendall`` (1 MiB) and ``recv_into`` (256 KiB), no protocol.
@@ -78,25 +77,22 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 #: What dul's tools announce by default, and DCMTK's default too.
 MAX_PDU = 16384
 #: By mode: C-ECHOs per repeat (dul, pynetdicom, DCMTK: enough that its start-up, subtracted,
-#: is noise), associations per repeat (dul, pynetdicom, DCMTK echoscu runs), concurrency
-#: (associations, files each), and the bytes of the P-DATA-over-loopback rows.
+#: is noise), associations per repeat (dul, pynetdicom, DCMTK echoscu runs), and the bytes of
+#: the P-DATA-over-loopback rows.
 SIZES = {
     "full": {
         "echoes": (2000, 100, 5000),
         "associations": (300, 20, 30),
-        "concurrency": (200, 20),
         "stream": 1 << 30,
     },
     "quick": {
         "echoes": (300, 20, 2000),
         "associations": (60, 5, 8),
-        "concurrency": (200, 5),
         "stream": 64 << 20,
     },
     "smoke": {
         "echoes": (10, 2, 10),
         "associations": (3, 1, 1),
-        "concurrency": (4, 2),
         "stream": 1 << 20,
     },
 }
@@ -332,65 +328,6 @@ def dcmtk_associations(watch: Stopwatch, echoscu: str, port: int, count: int) ->
     for _ in range(count):
         _echoscu(watch, echoscu, port, 1)
     return watch.stop(started, count)
-
-
-# -- concurrency --------------------------------------------------------------------------------
-
-
-def concurrent_stores(
-    watch: Stopwatch, port: int, associations: int, files: int, size: int = 10_000
-) -> Timed:
-    """``associations`` trio tasks at once, each storing ``files`` data sets; (files, seconds).
-
-    Raises if any association or store fails.
-    """
-    import trio
-    from examples import runtime
-    from examples.trio import driver
-
-    dataset = bytes(range(1, 251)) * (size // 250)
-    failures: list[str] = []
-    stored = 0
-
-    def stores(index: int) -> Any:
-        def service(assoc: Any) -> Any:
-            nonlocal stored
-            yield from assoc.associate(STORE_REQUEST)
-            for i in range(files):
-                uid = f"1.2.826.0.1.3680043.10.1234.{index}.{i}"
-                status = yield from _store(assoc, uid, dataset)
-                if status != 0:
-                    failures.append(f"status 0x{status:04X}")
-                else:
-                    stored += 1
-            yield from assoc.release()
-
-        return service
-
-    async def one(index: int, ready: trio.Event) -> None:
-        await ready.wait()
-        try:
-            assoc = await driver.Association.connect(HOST, port, timeouts=_timeouts())
-            link = runtime.Association(assoc.session, _timeouts())
-            await runtime.drive_async(driver.Steps(), assoc, link, stores(index)(link))
-        except Exception as exc:  # counted: the row fails below
-            failures.append(repr(exc))
-
-    async def main() -> Timed:
-        ready = trio.Event()
-        async with trio.open_nursery() as nursery:
-            for index in range(associations):
-                nursery.start_soon(one, index, ready)
-            started = watch.start()
-            ready.set()
-        return watch.stop(started, associations * files)
-
-    timed = trio.run(main)
-    if failures or stored != associations * files:
-        raise RuntimeError(
-            f"concurrency: {stored} of {associations * files} stored; failures: {failures[:5]}"
-        )
-    return timed
 
 
 # -- P-DATA over loopback and the limit ---------------------------------------------------------
@@ -632,21 +569,6 @@ def bench_echo(mode: str, dcmtk: Path | None) -> list[Row]:
     return rows
 
 
-def bench_concurrency(mode: str) -> list[Row]:
-    """Simultaneous associations from one trio process into one trio SCP, storing 10 KB files."""
-    associations, files = SIZES[mode]["concurrency"]
-    with _servers(["trio"], None) as servers:
-        port, pid = servers["trio"]
-        (stats,) = interleaved(
-            [functools.partial(concurrent_stores, Stopwatch([pid]), port, associations, files)]
-        )
-    what = (
-        f"concurrency: {associations} simultaneous associations x {files} C-STORE of 10 KB, "
-        "dul trio SCU process → dul trio SCP"
-    )
-    return _rows("files/s", [(what, stats)], [])
-
-
 def bench_stream(mode: str) -> list[Row]:
     """One data set from memory over loopback, dul's sockets driver both ends, beside the limit."""
     total = SIZES[mode]["stream"]
@@ -678,7 +600,7 @@ def bench_stream(mode: str) -> list[Row]:
 def run(mode: str) -> list[Row]:
     """All network rows; ``mode`` is one of ``_harness.MODES``."""
     dcmtk = find_dcmtk()
-    return bench_echo(mode, dcmtk) + bench_concurrency(mode) + bench_stream(mode)
+    return bench_echo(mode, dcmtk) + bench_stream(mode)
 
 
 def main(argv: Sequence[str] | None = None) -> list[Row]:

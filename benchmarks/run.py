@@ -27,6 +27,7 @@ from . import (
     _harness,
     bench_codec,
     bench_dimse,
+    bench_load,
     bench_memory,
     bench_network,
     bench_pair,
@@ -45,6 +46,7 @@ MODULES: dict[str, ModuleType] = {
     "dimse": bench_dimse,
     "network": bench_network,
     "storage": bench_storage,
+    "load": bench_load,
     "memory": bench_memory,
 }
 BENCHMARKS: dict[str, Callable[[str], list[Row]]] = {
@@ -52,7 +54,12 @@ BENCHMARKS: dict[str, Callable[[str], list[Row]]] = {
 }
 #: Which processes ``--clock cpu`` counts, by group: the in-process modules time this process
 #: alone; the loopback ones count every process involved; memory is not timed.
-CLOCK_SCOPE = {"network": "all processes", "storage": "all processes", "memory": None}
+CLOCK_SCOPE = {
+    "network": "all processes",
+    "storage": "all processes",
+    "load": "all processes",
+    "memory": None,
+}
 
 
 def machine() -> dict[str, Any]:

@@ -28,8 +28,9 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 
-echo "== installing dul[test,docs,dev,examples,print] into .venv"
-.venv/bin/python -m pip install --quiet -e '.[test,docs,dev,examples,print]'
+# bench: the test suite draws the benchmark curves once (tests/test_benchmarks_smoke.py).
+echo "== installing dul[test,docs,dev,examples,print,bench] into .venv"
+.venv/bin/python -m pip install --quiet -e '.[test,docs,dev,examples,print,bench]'
 
 # True when Orthanc's server is installed (Debian puts it in /usr/sbin, off a user's PATH).
 have_orthanc() {

@@ -12,6 +12,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from pydicom.filereader import read_dataset
+
+import dul
+from dul import dimse
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmarks/ is a package at the top of the repository
@@ -21,6 +25,7 @@ from benchmarks import (  # noqa: E402
     _harness,
     bench_codec,
     bench_dimse,
+    bench_load,
     bench_memory,
     bench_network,
     bench_pair,
@@ -311,18 +316,42 @@ def test_network_rows(dcmtk: Dcmtk, pynetdicom: ModuleType) -> None:
     assert len(echo) == 8  # 4 dul clients, each beside pynetdicom and DCMTK
     assert {row.peer_name for row in echo} == {"pynetdicom↔pynetdicom", "DCMTK echoscu→storescp"}
     assert len([row for row in rows if row.unit == "assoc/s"]) == 8
-    assert any(row.measure.startswith("concurrency") for row in rows)
     assert any(row.limit_name.startswith("loopback") for row in rows)
     for row in rows:
         assert_sane(row.dul)
 
 
-def test_concurrent_stores_fail_loudly_on_a_refusing_server(pynetdicom: ModuleType) -> None:
+def test_load_fails_loudly_on_a_refusing_server(pynetdicom: ModuleType) -> None:
     # pynetdicom's echo server accepts no storage context: every association must count as failed.
-    with bench_network._servers(["pynetdicom"], None) as servers:
-        port, pid = servers["pynetdicom"]
-        with pytest.raises(RuntimeError, match="0 of 4 stored"):
-            bench_network.concurrent_stores(Stopwatch([pid]), port, 2, 2)
+    with (
+        bench_network._servers(["pynetdicom"], None) as servers,
+        bench_load.LoadClients(2) as clients,
+    ):
+        port, _ = servers["pynetdicom"]
+        with pytest.raises(RuntimeError, match=r"0 of 6 stored.*not accepted"):
+            clients.run(port, 3, 2)
+
+
+def test_load_row_stores_every_file_and_reports_its_costs(dcmtk: Dcmtk) -> None:
+    (row,) = bench_load.run("smoke")
+    assert row.group == "load" and row.measure.startswith("4 concurrent associations x 2")
+    assert "CPU per file" in row.measure
+    assert_sane(row.dul)
+
+
+def test_load_generator_sends_valid_stores() -> None:
+    # What the generator sends decodes as C-STORE-RQ commands and data sets of the stated size.
+    wire = bench_load._Wire(3)
+    assert isinstance(dul.decode(wire.request)[0], dul.AssociateRequest)
+    for i, store in enumerate(wire.stores):
+        command, dataset = dul.decode(store)
+        message, has_dataset = dimse.decode_message(command.values[0].data)
+        assert isinstance(message, dimse.CStoreRequest) and message.message_id == i + 1
+        assert has_dataset and len(dataset.values[0].data) == bench_load.FILE_SIZE
+        parsed = read_dataset(
+            io.BytesIO(dataset.values[0].data), is_implicit_VR=False, is_little_endian=True
+        )
+        assert parsed.SOPInstanceUID == message.affected_sop_instance_uid
 
 
 def test_storage_configuration_stores_every_file(dcmtk: Dcmtk, tmp_path: Path) -> None:
