@@ -4,11 +4,13 @@ Each test is one cell (see ``interop_report.py``, which turns the recorded resul
 ``docs/interop.md``): dul's echoscu/storescu against DCMTK's storescp (``+B``, bit-preserving)
 and a pynetdicom SCP, and DCMTK's and pynetdicom's SCUs against dul's echoscp/storescp; C-STORE
 in four transfer syntaxes and several maximum PDU lengths; rejection for a wrong called AE
-title and aborts, both ways; TLS with DCMTK. A cell passes on the peer's own evidence: the file
-it stored holds the bytes sent, its status or exit code, its log. DCMTK runs in child
-processes, started and stopped by PID (always through the ``dcmtk`` fixture: pynetdicom's
-console scripts shadow DCMTK's names on PATH), with TCP_NODELAY=1; pynetdicom runs in threads,
-dul's tools in this process. Under CI=true a missing peer fails (the fixtures see to it).
+title and aborts, both ways; TLS with DCMTK; storescu converting big endian and deflated files
+for a storescp accepting implicit VR only (``+xi``), and failing a compressed file. A cell
+passes on the peer's own evidence: the file it stored holds the bytes sent, its status or exit
+code, its log. DCMTK runs in child processes, started and stopped by PID (always through the
+``dcmtk`` fixture: pynetdicom's console scripts shadow DCMTK's names on PATH), with
+TCP_NODELAY=1; pynetdicom runs in threads, dul's tools in this process. Under CI=true a missing
+peer fails (the fixtures see to it).
 
 Every cell runs on each of dul's drivers (``driver``: sockets, trio, asyncio) except the
 C-STORE matrix: its 4 transfer syntaxes x 3 or 4 PDU lengths run on the sockets driver, and a
@@ -329,6 +331,122 @@ def test_store_dul_to_dcmtk(
     )
     assert dataset_bytes(stored) == dataset_bytes(source)
     assert "Received Store Request" in log.read_text()
+
+
+# -- storescu converting for a peer that accepts implicit VR only ----------------------------
+
+#: The VRs whose binary words swap with the byte order (PS3.5 §7.3).
+WORD_VRS = {"OW", "OF", "OL", "OD", "OV"}
+
+
+def assert_same_elements(original: Path, stored: Path) -> None:
+    """Every element of the two data sets is equal, binary words compared in one byte order."""
+    import array
+
+    import pydicom
+
+    first, second = pydicom.dcmread(original), pydicom.dcmread(stored)
+    swap = first.original_encoding[1] != second.original_encoding[1]
+    assert sorted(first.keys()) == sorted(second.keys())
+    for a, b in zip(first.iterall(), second.iterall(), strict=True):
+        assert a.tag == b.tag
+        if swap and str(a.VR) in WORD_VRS and a.VR == b.VR:
+            words = array.array("H" if a.VR == "OW" else "I" if a.VR in ("OF", "OL") else "Q")
+            words.frombytes(a.value)
+            words.byteswap()
+            assert words.tobytes() == b.value, a.tag
+        else:
+            assert a.value == b.value, a.tag
+
+
+def write_compressed(path: Path) -> Path:
+    """A CT image whose encapsulated pixel data claims JPEG Baseline (PS3.5 A.4)."""
+    from examples.make_test_file import make_dataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import UID
+
+    ds = make_dataset()
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelData = encapsulate([b"\xff\xd8" + b"\x00" * 62 + b"\xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(f"{ds.SOPInstanceUID}.9")
+    ds.file_meta.TransferSyntaxUID = UID(JPEG_BASELINE)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+#: DCMTK storescp accepting implicit VR little endian only (+xi).
+IMPLICIT_ONLY_SCP = ("-v", "-aet", "STORESCP", "+xi")
+
+
+@cell("dul storescu (converting)", "DCMTK storescp +xi", "C-STORE")
+@each_driver
+def test_store_converted_to_dcmtk(
+    driver: str, dcmtk: Dcmtk, samples: dict[str, Path], tmp_path: Path
+) -> None:
+    """Big endian (1.5 MB, sent in chunks) and deflated files are converted to the fallback the
+    peer accepted, implicit VR, and stored with every element as in the original."""
+    sources = [samples["big"], samples["deflate"]]
+    options = [*IMPLICIT_ONLY_SCP, "-od", str(tmp_path)]
+    with dcmtk_server(dcmtk, tmp_path, "storescp", *options) as (port, log):
+        code, out = run_dul(
+            driver, "storescu", "-v", "-R", "-aec", "STORESCP", HOST, str(port), *map(str, sources)
+        )
+    assert code == ExitCode.OK, out
+    assert "to Implicit VR Little Endian" in out
+    for source in sources:
+        stored = tmp_path / f"CT.{instance_uid(source)}"
+        assert stored_meta(stored)[2] == TRANSFER_SYNTAX_NAMES["implicit"]
+        assert_same_elements(source, stored)
+    assert log.read_text().count("Received Store Request") == 2
+
+
+@cell("dul storescu -xs", "DCMTK storescp +xi", "C-STORE (refused syntax)")
+@each_driver
+def test_store_file_syntax_only_refused_by_dcmtk(
+    driver: str, dcmtk: Dcmtk, samples: dict[str, Path], tmp_path: Path
+) -> None:
+    """-xs proposes the file's syntax only: refused, the file fails, saying which syntax."""
+    with dcmtk_server(dcmtk, tmp_path, "storescp", *IMPLICIT_ONLY_SCP) as (port, log):
+        code, out = run_dul(
+            driver, "storescu", "-xs", "-aec", "STORESCP", HOST, str(port), str(samples["big"])
+        )
+    assert code == ExitCode.REQUEST_FAILED, out
+    assert "the peer refused CT Image Storage in Explicit VR Big Endian" in out
+    assert "1 of 1 files not stored" in out
+    assert "Received Store Request" not in log.read_text()
+
+
+@cell("dul storescu (compressed)", "DCMTK storescp +xi", "C-STORE (refused syntax)")
+@each_driver
+def test_store_compressed_refused_by_dcmtk(
+    driver: str, dcmtk: Dcmtk, samples: dict[str, Path], tmp_path: Path
+) -> None:
+    """Compressed pixel data is never re-encoded: that file fails; the other one is converted."""
+    compressed = write_compressed(tmp_path / "jpeg.dcm")
+    options = [*IMPLICIT_ONLY_SCP, "-od", str(tmp_path)]
+    with dcmtk_server(dcmtk, tmp_path, "storescp", *options) as (port, _):
+        code, out = run_dul(
+            driver,
+            "storescu",
+            "-nh",
+            "-aec",
+            "STORESCP",
+            HOST,
+            str(port),
+            str(compressed),
+            str(samples["explicit"]),
+        )
+    assert code == ExitCode.REQUEST_FAILED, out
+    assert (
+        "the peer refused CT Image Storage in JPEG Baseline (Process 1), the file's transfer "
+        "syntax; compressed pixel data is not re-encoded" in out
+    )
+    assert "1 of 2 files not stored" in out
+    assert not (tmp_path / f"CT.{instance_uid(compressed)}").exists()
+    assert_same_elements(samples["explicit"], tmp_path / f"CT.{instance_uid(samples['explicit'])}")
 
 
 # -- dul's SCUs against pynetdicom ------------------------------------------------------------

@@ -297,8 +297,10 @@ def test_store_tree_recursively(
         assert declared == actual
         assert dataset_bytes(path) == dataset_bytes(source)
         assert received.PixelData == sent.PixelData
-    # Three contexts were proposed, one per transfer syntax, and each file used its own.
-    assert server_log.getvalue().count("abstract syntax: 1.2.840.10008.5.1.4.1.1.2 ") == 3
+    # Four contexts were proposed, one per transfer syntax and the uncompressed fallback (for
+    # big endian, which no file has), and each file used its own: nothing was converted.
+    assert server_log.getvalue().count("abstract syntax: 1.2.840.10008.5.1.4.1.1.2 ") == 4
+    assert "converting" not in log
 
 
 def test_store_ignore_writes_nothing(
@@ -843,3 +845,44 @@ def test_documented_tools_exist(page: str, capsys: pytest.CaptureFixture[str]) -
         code = main.main(tool, ["--help"])
         assert code == 0, tool
         assert f"python -m examples.{tool}" in capsys.readouterr().out
+
+
+def test_plan_proposes_a_fallback_per_sop_class(tmp_path: Path) -> None:
+    """The files' own syntaxes, then one fallback for the class (not for compressed only)."""
+    ct, mr = CT_IMAGE_STORAGE, "1.2.840.10008.5.1.4.1.1.4"
+    big, jpeg = TRANSFER_SYNTAX_NAMES["big"], "1.2.840.10008.1.2.4.50"
+    files = [
+        storage.DicomFile(tmp_path / n, sop, n, syntax, 0, 2)
+        for n, sop, syntax in (("1", ct, big), ("2", ct, jpeg), ("3", mr, jpeg))
+    ]
+    fallback = storage.PROPOSALS["little"]
+    (batch,) = storage.plan(files, fallback)
+    assert [(c.abstract_syntax, c.transfer_syntaxes) for c in batch.contexts] == [
+        (ct, (big,)),
+        (ct, (jpeg,)),
+        (ct, fallback),
+        (mr, (jpeg,)),
+    ]
+    (batch,) = storage.plan(files, storage.PROPOSALS["file"])
+    assert len(batch.contexts) == 3
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("big", "implicit"), ("deflate", "implicit"), ("explicit", "big"), ("implicit", "deflate")],
+)
+def test_conversion_matches_dcmconv(dcmtk: Dcmtk, tmp_path: Path, source: str, target: str) -> None:
+    """storescu's re-encoding gives the bytes DCMTK's dcmconv writes for the same conversion."""
+    import zlib
+
+    from examples.apps import convert
+
+    path = write_sample(tmp_path / "in.dcm", TRANSFER_SYNTAX_NAMES[source], size=20_000)
+    ours = convert.reencode(storage.read_dicom_file(path), TRANSFER_SYNTAX_NAMES[target])
+    option = {"implicit": "+ti", "big": "+tb", "deflate": "+td"}[target]
+    result = dcmtk.run("dcmconv", option, str(path), str(tmp_path / "out.dcm"))
+    assert result.returncode == 0, result.stderr
+    theirs = dataset_bytes(tmp_path / "out.dcm")
+    if target == "deflate":  # compression levels may differ: compare what they inflate to
+        ours, theirs = zlib.decompress(ours, -15), zlib.decompress(theirs, -15)
+    assert ours == theirs

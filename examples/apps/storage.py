@@ -4,7 +4,7 @@
   pydicom) to learn its SOP class, instance and transfer syntax and where its data set starts;
   the data set itself is never loaded, a driver streams it from ``offset``. :func:`plan` groups
   the files into associations of at most 128 presentation contexts (one per SOP class and
-  transfer syntax, PS3.8 §9.3.2.2).
+  transfer syntax, PS3.8 §9.3.2.2, and a fallback per SOP class: :data:`PROPOSALS`).
 - Files received: :class:`Part10Writer` writes the file meta group (PS3.10 §7.1) made from the
   C-STORE request and the presentation context, then the data set as it arrives.
 - What a storage SCP accepts: :data:`STORAGE_SOP_CLASSES` (every one of :mod:`dul.uids`),
@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from dul.uids import STORAGE_SOP_CLASSES
 
 __all__ = [
     "COMMON_STORAGE_SOP_CLASSES",
+    "PROPOSALS",
     "STORAGE_SOP_CLASSES",
     "TRANSFER_SYNTAXES",
     "AnyAbstractSyntax",
@@ -105,6 +107,31 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
+#: The transfer syntaxes storescu can convert between (:mod:`examples.apps.convert`): the
+#: uncompressed ones and deflate. Compressed pixel data is never re-encoded.
+CONVERTIBLE = frozenset(
+    {
+        EXPLICIT_VR_LITTLE_ENDIAN,
+        IMPLICIT_VR_LITTLE_ENDIAN,
+        DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+        EXPLICIT_VR_BIG_ENDIAN,
+    }
+)
+
+_LOCAL_EXPLICIT = EXPLICIT_VR_LITTLE_ENDIAN if sys.byteorder == "little" else EXPLICIT_VR_BIG_ENDIAN
+_OTHER_EXPLICIT = EXPLICIT_VR_BIG_ENDIAN if sys.byteorder == "little" else EXPLICIT_VR_LITTLE_ENDIAN
+
+#: storescu's proposal options, after DCMTK's storescu: the fallback context proposed for each
+#: SOP class besides the files' own transfer syntaxes, for its uncompressed and deflated files
+#: (converted when the peer accepts only the fallback). ``file`` (-xs) proposes no fallback.
+PROPOSALS: dict[str, tuple[str, ...]] = {
+    "uncompressed": (_LOCAL_EXPLICIT, _OTHER_EXPLICIT, IMPLICIT_VR_LITTLE_ENDIAN),  # -x=
+    "little": (EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN),
+    "big": (EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN),
+    "implicit": (IMPLICIT_VR_LITTLE_ENDIAN,),
+    "file": (),
+}
+
 #: What storescp accepts, in order of preference: the uncompressed syntaxes, deflate, then the
 #: common compressed ones (stored as received: an SCP that writes bytes need not decode them).
 TRANSFER_SYNTAXES: tuple[str, ...] = (
@@ -147,11 +174,6 @@ class DicomFile:
     transfer_syntax: str
     offset: int
     length: int
-
-    @property
-    def context_key(self) -> tuple[str, str]:
-        """The presentation context it needs: (abstract syntax, transfer syntax)."""
-        return (self.sop_class_uid, self.transfer_syntax)
 
 
 def read_dicom_file(path: Path) -> DicomFile:
@@ -229,25 +251,39 @@ class Batch:
     files: tuple[DicomFile, ...]
 
 
-def plan(files: Sequence[DicomFile]) -> list[Batch]:
+def plan(files: Sequence[DicomFile], fallback: Sequence[str] = ()) -> list[Batch]:
     """Group ``files`` into associations of at most 128 presentation contexts.
 
-    Each context proposes one abstract syntax with one transfer syntax, the file's own: the data
-    set goes as it is in the file, so no other transfer syntax could carry it.
+    Each SOP class gets a context for each transfer syntax of its files, the data set sent as it
+    is in the file; and, when ``fallback`` names syntaxes those do not already propose and some
+    of its files are uncompressed or deflated, one more context offering ``fallback`` (in that
+    order), into which such a file is converted when its own syntax is refused. Only the SOP
+    classes of the files are proposed (DCMTK's ``-R``).
     """
-    keys = list(dict.fromkeys(f.context_key for f in files))
+    by_class: dict[str, list[str]] = {}
+    for dicom in files:
+        syntaxes = by_class.setdefault(dicom.sop_class_uid, [])
+        if dicom.transfer_syntax not in syntaxes:
+            syntaxes.append(dicom.transfer_syntax)
+    groups: list[list[tuple[str, tuple[str, ...]]]] = [[]]
+    for sop_class, syntaxes in by_class.items():
+        wanted: list[tuple[str, tuple[str, ...]]] = [(sop_class, (s,)) for s in syntaxes]
+        if any(s in CONVERTIBLE for s in syntaxes) and not set(fallback) <= set(syntaxes):
+            wanted.append((sop_class, tuple(fallback)))
+        if len(groups[-1]) + len(wanted) > MAX_CONTEXTS:
+            groups.append([])
+        groups[-1].extend(wanted)
     batches = []
-    for start in range(0, len(keys), MAX_CONTEXTS):
-        group = keys[start : start + MAX_CONTEXTS]
+    for group in groups:
         contexts = tuple(
             dul.PresentationContext(
-                context_id=2 * i + 1, abstract_syntax=sop_class, transfer_syntaxes=(syntax,)
+                context_id=2 * i + 1, abstract_syntax=sop_class, transfer_syntaxes=syntaxes
             )
-            for i, (sop_class, syntax) in enumerate(group)
+            for i, (sop_class, syntaxes) in enumerate(group)
         )
-        wanted = set(group)
+        classes = {sop_class for sop_class, _ in group}
         batches.append(
-            Batch(contexts=contexts, files=tuple(f for f in files if f.context_key in wanted))
+            Batch(contexts=contexts, files=tuple(f for f in files if f.sop_class_uid in classes))
         )
     return batches
 

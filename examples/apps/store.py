@@ -1,9 +1,12 @@
 """C-STORE (PS3.7 9.1.1): storescu's service, and storescp's, written once for every driver.
 
-storescu sends each file's data set as it is in the file (no conversion), streamed from disk:
-a data set that fits in one chunk goes out with its command in one gather-write; a larger one
-one chunk (a whole number of PDUs, about 1 MiB) per :class:`~examples.runtime.Send`, so an
-async driver awaits the write before the next chunk is read, and a slow peer slows the reading.
+storescu sends each file's data set as it is in the file, streamed from disk: a data set that
+fits in one chunk goes out with its command in one gather-write; a larger one one chunk (a whole
+number of PDUs, about 1 MiB) per :class:`~examples.runtime.Send`, so an async driver awaits the
+write before the next chunk is read, and a slow peer slows the reading. When the peer refused
+the file's own transfer syntax and accepted a fallback (:data:`storage.PROPOSALS`), an
+uncompressed or deflated data set is re-encoded first (:mod:`examples.apps.convert`, pydicom,
+imported only then); compressed pixel data never is: that file fails.
 storescp streams each data set received into a Part 10 file, named only once complete.
 """
 
@@ -101,18 +104,22 @@ def _send_file(
     log: logging.Logger,
     progress: Counter,
 ) -> Steps[int | None]:
-    """Send the C-STORE-RQ of one file, its data set streamed from disk: its message ID, or
-    None when the peer accepted no context for it."""
+    """Send the C-STORE-RQ of one file, its data set streamed from disk (or converted): its
+    message ID, or None when the peer accepted no context it can go in."""
     context_id = assoc.context_for(dicom.sop_class_uid, dicom.transfer_syntax)
+    converted: bytes | None = None
     if context_id is None:
-        log.error(
-            "%s: the peer accepted no presentation context for %s in %s",
-            dicom.path,
-            UID_NAMES.get(dicom.sop_class_uid, dicom.sop_class_uid),
-            UID_NAMES.get(dicom.transfer_syntax, dicom.transfer_syntax),
-        )
-        progress.file_done()
-        return None
+        target = _fallback(assoc, dicom, log)
+        if target is None:
+            progress.file_done()
+            return None
+        context_id, syntax = target
+        try:
+            converted = _convert(dicom, syntax, log)
+        except Exception as exc:  # pydicom's errors are many: any one fails this file only
+            log.error("%s: cannot convert it to %s: %s", dicom.path, _name(syntax), exc)
+            progress.file_done()
+            return None
     log.info("sending %s (%d bytes)", dicom.path, dicom.length)
     request = dimse.CStoreRequest(
         message_id=assoc.session.next_message_id(),
@@ -120,18 +127,22 @@ def _send_file(
         affected_sop_instance_uid=dicom.sop_instance_uid,
     )
     try:
-        with open(dicom.path, "rb") as fp:
-            if dicom.length <= size:  # small: command and data set in one gather-write
-                data = _read_small(fp, dicom)
-                yield from assoc.send(request, context_id=context_id, dataset=data)
-                progress.add(len(data))
-            else:
-                yield from assoc.send(request, context_id=context_id, dataset_follows=True)
-                sent = 0
-                for chunk in storage.read_chunks(fp, dicom, size):
-                    sent += len(chunk)
-                    yield from assoc.send_dataset(context_id, chunk, is_last=sent == dicom.length)
-                    progress.add(len(chunk))
+        if converted is not None:
+            yield from _send_bytes(assoc, request, context_id, converted, size, progress)
+        else:
+            with open(dicom.path, "rb") as fp:
+                if dicom.length <= size:  # small: command and data set in one gather-write
+                    yield from _send_bytes(
+                        assoc, request, context_id, _read_small(fp, dicom), size, progress
+                    )
+                else:
+                    yield from assoc.send(request, context_id=context_id, dataset_follows=True)
+                    sent = 0
+                    for chunk in storage.read_chunks(fp, dicom, size):
+                        sent += len(chunk)
+                        last = sent == dicom.length
+                        yield from assoc.send_dataset(context_id, chunk, is_last=last)
+                        progress.add(len(chunk))
     except OSError as exc:
         if isinstance(exc, (TimeoutError, ConnectionError)):
             raise
@@ -140,6 +151,63 @@ def _send_file(
             ExitCode.INVALID_INPUT_FILE, f"{dicom.path}: read failed, association aborted: {exc}"
         ) from exc
     return request.message_id
+
+
+def _name(uid: str) -> str:
+    return UID_NAMES.get(uid, uid)
+
+
+def _fallback(
+    assoc: Association, dicom: storage.DicomFile, log: logging.Logger
+) -> tuple[int, str] | None:
+    """The accepted context (ID, transfer syntax) ``dicom`` can be converted into, or None
+    (logged: the peer refused the file's own syntax, and nothing it accepted will do)."""
+    refused = (
+        f"{dicom.path}: the peer refused {_name(dicom.sop_class_uid)} in "
+        f"{_name(dicom.transfer_syntax)}, the file's transfer syntax"
+    )
+    if dicom.transfer_syntax not in storage.CONVERTIBLE:
+        log.error("%s; compressed pixel data is not re-encoded: not sent", refused)
+        return None
+    for context in assoc.contexts.values():
+        if (
+            context.abstract_syntax == dicom.sop_class_uid
+            and context.transfer_syntax in storage.CONVERTIBLE
+        ):
+            return context.context_id, context.transfer_syntax
+    if not any(c.abstract_syntax == dicom.sop_class_uid for c in assoc.contexts.values()):
+        log.error("%s, and accepted no presentation context for it: not sent", refused)
+    else:
+        log.error("%s, and accepted no syntax it can be converted to: not sent", refused)
+    return None
+
+
+def _convert(dicom: storage.DicomFile, syntax: str, log: logging.Logger) -> bytes:
+    from . import convert  # pydicom: only when a file needs converting
+
+    log.info("converting %s from %s to %s", dicom.path, _name(dicom.transfer_syntax), _name(syntax))
+    return convert.reencode(dicom, syntax)
+
+
+def _send_bytes(
+    assoc: Association,
+    request: dimse.CStoreRequest,
+    context_id: int,
+    data: bytes,
+    size: int,
+    progress: Counter,
+) -> Steps[None]:
+    """Send ``request`` with the data set ``data``: in one gather-write when it fits a chunk."""
+    if len(data) <= size:
+        yield from assoc.send(request, context_id=context_id, dataset=data)
+        progress.add(len(data))
+        return
+    yield from assoc.send(request, context_id=context_id, dataset_follows=True)
+    view = memoryview(data)
+    for start in range(0, len(data), size):
+        chunk = view[start : start + size]
+        yield from assoc.send_dataset(context_id, chunk, is_last=start + size >= len(data))
+        progress.add(len(chunk))
 
 
 def _collect(

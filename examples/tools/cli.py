@@ -457,15 +457,52 @@ def storescu_parser(prog: str = "storescu") -> Parser:
     parser = _parser(
         prog,
         "Send DICOM files (PS3.10) to a storage SCP with C-STORE (PS3.7 9.1.1). Directories "
-        "are searched recursively; files in them that are not DICOM are skipped. One "
-        "presentation context is proposed for each SOP class and transfer syntax found in the "
-        "files; each file's data set is sent as it is in the file (no conversion), streamed "
-        "from disk, so memory stays bounded whatever the file size.",
+        "are searched recursively; files in them that are not DICOM are skipped. For each SOP "
+        "class of the files, a presentation context is proposed for each transfer syntax found "
+        "in its files, and one more with the uncompressed syntaxes (see the proposal options); "
+        "each file's data set is sent as it is in the file, streamed from disk, unless the peer "
+        "accepted only the fallback: then an uncompressed or deflated data set is converted "
+        "(with pydicom, one file at a time), and a compressed one is not sent.",
         "example:\n  storescu -aec STORESCP 127.0.0.1 11112 study/ extra.dcm",
     )
     _requestor_options(parser, "STORESCU")
     parser.add_argument("files", nargs="+", metavar="FILE|DIR", help="DICOM files or directories")
+    proposal = parser.add_argument_group(
+        "proposed transfer syntaxes (after DCMTK's storescu: the fallback context of each SOP "
+        "class, for its uncompressed and deflated files)"
+    ).add_mutually_exclusive_group()
+    for flags, name, text in (
+        (
+            ("-x=", "--propose-uncompr"),
+            "uncompressed",
+            "all uncompressed, explicit VR with the local byte order first (default)",
+        ),
+        (
+            ("-xe", "--propose-little"),
+            "little",
+            "all uncompressed, explicit VR little endian first",
+        ),
+        (("-xb", "--propose-big"), "big", "all uncompressed, explicit VR big endian first"),
+        (("-xi", "--propose-implicit"), "implicit", "implicit VR little endian only"),
+        (
+            ("-xs", "--propose-file-only"),
+            "file",
+            "no fallback: each file's own transfer "
+            "syntax only, never converted (DCMTK's -xs proposes JPEG lossless instead)",
+        ),
+    ):
+        proposal.add_argument(
+            *flags, dest="propose", action="store_const", const=name, help=f"propose {text}"
+        )
+    parser.set_defaults(propose="uncompressed")
     group = parser.add_argument_group("storage options")
+    group.add_argument(
+        "-R",
+        "--required",
+        action="store_true",
+        help="propose only the SOP classes of the files sent (always so: accepted for DCMTK's "
+        "users)",
+    )
     group.add_argument(
         "--max-ops",
         type=_count,

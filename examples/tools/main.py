@@ -154,7 +154,7 @@ def _storescu(args: argparse.Namespace, log: logging.Logger) -> int:
     try:
         from examples.apps import storage, store
 
-        for batch in storage.plan(files):
+        for batch in storage.plan(files, storage.PROPOSALS[args.propose]):
             failures += _run(args, tracer, store.store_batch(args, log, batch, progress))
             if failures and not args.no_halt:
                 break
