@@ -1,0 +1,219 @@
+"""Faults on the wire between storescu and storescp: nothing reported stored is lost.
+
+Each test puts :mod:`faults`' relay between the two tools (dul's on each driver, DCMTK's for a
+subset) and injects one fault: a cut in the middle of a data set, a reset in the middle of a
+PDU, a half-close during release, a stall past the timeouts, a throttle, a delay between
+messages. Whatever happens, the peers' own evidence must agree:
+
+- every file storescu reports stored is on the SCP's disk, its data set byte-identical to the
+  sent file's; dul's storescp leaves no partial file, under its final name or a temporary one;
+- storescu's exit status and output name the files not stored;
+- the timeouts fire (the test finishes: a bound on liveness, never a timing assertion);
+- no thread or file descriptor is left behind by the in-process tools and the relay.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from examples.apps import storage
+from examples.tools.cli import ExitCode
+from examples.tools.sample_files import dataset_bytes, write_sample
+
+from faults import A_RELEASE_RQ, P_DATA_TF, Action, Fault, Point, relay
+from peers import HOST, Dcmtk, DulTools
+
+DRIVERS = ("sockets", "trio", "asyncio")
+#: Short timeouts: a stalled peer is given up on in 2 s (the tools' -to/-ta/-td).
+TIMEOUTS = ("-to", "2", "-ta", "2", "-td", "2")
+FILES = 3
+
+
+@dataclass(frozen=True)
+class Case:
+    """A fault, and whether every file can still be stored despite it."""
+
+    fault: Fault
+    all_stored: bool
+
+
+CASES = {
+    # The second file's data set PDU is cut in its middle: the first is stored, not the others.
+    "cut-mid-dataset": Case(Fault(Point(P_DATA_TF, nth=2, dataset=True), Action.CUT), False),
+    # The third P-DATA-TF (the second file's command) is reset half-way.
+    "reset-mid-pdu": Case(Fault(Point(P_DATA_TF, nth=3), Action.RESET), False),
+    # The SCP sees end of stream where the A-RELEASE-RQ was due: every file is stored already.
+    "half-close-release": Case(Fault(Point(A_RELEASE_RQ, offset=0), Action.HALF_CLOSE), True),
+    # The second C-STORE-RSP never comes: storescu's -td fires.
+    "stall-response": Case(
+        Fault(Point(P_DATA_TF, nth=2, offset=0), Action.STALL, to_server=False), False
+    ),
+    # The second data set stops half-way: storescp's -td and storescu's -td fire.
+    "stall-request": Case(Fault(Point(P_DATA_TF, nth=2, dataset=True), Action.STALL), False),
+    # 40 kB/s from the first byte: slow, but within every timeout.
+    "throttle": Case(Fault(Point(offset=0), Action.THROTTLE, rate=40_000), True),
+    # After the first command, each piece waits 0.1 s: between messages and PDUs.
+    "delay": Case(Fault(Point(P_DATA_TF, nth=1, offset=-1), Action.DELAY, seconds=0.1), True),
+}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Wait until ``predicate()``, at most ``timeout`` seconds; its last value."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@contextmanager
+def nothing_left_behind() -> Iterator[None]:
+    """No thread nor file descriptor more after the block than before (given a few seconds)."""
+    threads, fds = threading.active_count(), open_fds()
+    yield
+    assert wait_for(lambda: threading.active_count() <= threads), threading.enumerate()
+    assert wait_for(lambda: open_fds() <= fds), f"{open_fds()} file descriptors, {fds} before"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[Path]:
+    """Three small CT images (a data set PDU each)."""
+    return [write_sample(tmp_path / "in" / f"{i}.dcm", index=700 + i) for i in range(FILES)]
+
+
+def instance_uid(path: Path) -> str:
+    return storage.read_dicom_file(path).sop_instance_uid
+
+
+def reported_stored(log: str, files: list[Path]) -> list[Path]:
+    """The files storescu -v reported stored (a success or warning response for each)."""
+    return [f for f in files if re.search(rf"{re.escape(str(f))}: status 0x(0000|B...)", log)]
+
+
+def check_outcome(code: int, log: str, files: list[Path], out: Path, *, dul_scp: bool) -> None:
+    """storescu's report agrees with the SCP's disk, and names the files not stored."""
+    stored = reported_stored(log, files)
+    on_disk = {p.name: p for p in out.iterdir()}
+    for sent in stored:  # reported stored: complete and byte-identical
+        uid = instance_uid(sent)
+        matches = [p for p in on_disk.values() if p.name.endswith(f".{uid}")]
+        assert matches, f"{sent} reported stored, not on disk: {sorted(on_disk)}"
+        assert dataset_bytes(matches[0]) == dataset_bytes(sent)
+    assert f"{len(stored)} of {FILES} files stored" in log
+    if len(stored) == FILES:
+        assert "not stored" not in log
+    else:
+        assert code != ExitCode.OK
+        assert f"{FILES - len(stored)} of {FILES} files not stored" in log
+        for sent in files:
+            assert (f"not stored: {sent}\n" in log) == (sent not in stored), log
+    if dul_scp:  # no temporary file left, and every file there is complete
+        assert not [name for name in on_disk if name.endswith(".part")], sorted(on_disk)
+        by_uid = {instance_uid(f): f for f in files}
+        for path in on_disk.values():
+            sent = by_uid[path.name.split(".", 1)[1]]
+            assert dataset_bytes(path) == dataset_bytes(sent), f"{path.name} is incomplete"
+
+
+def run_storescu(tools: DulTools, port: int, files: list[Path]) -> tuple[int, str]:
+    stream = io.StringIO()
+    argv = ["-v", *TIMEOUTS, HOST, str(port), *map(str, files)]
+    return tools.storescu_main(argv, stream=stream), stream.getvalue()
+
+
+# -- dul storescu -> relay -> dul storescp ---------------------------------------------------
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("name", list(CASES))
+def test_dul_to_dul(name: str, driver: str, files: list[Path], tmp_path: Path) -> None:
+    case = CASES[name]
+    tools = DulTools(driver)
+    out = tmp_path / "out"
+    out.mkdir()
+    server_log = io.StringIO()
+    with nothing_left_behind():
+        argv = ["-v", "-ta", "2", "-td", "2", "-od", str(out), "0"]
+        with tools.server_in_thread("storescp", argv, server_log) as server:
+            with relay(server.port, case.fault) as proxy:
+                code, log = run_storescu(tools, proxy.port, files)
+            assert proxy.fired.is_set()
+            # The association ends on the SCP too (its own -td fires on a stalled data set).
+            assert wait_for(lambda: "ended:" in server_log.getvalue()), server_log.getvalue()
+    if case.all_stored:
+        assert f"{FILES} of {FILES} files stored" in log, log
+    check_outcome(code, log, files, out, dul_scp=True)
+
+
+# -- with DCMTK as the peer -------------------------------------------------------------------
+
+DCMTK_SCP_CASES = ["cut-mid-dataset", "reset-mid-pdu", "stall-response", "throttle"]
+
+
+@pytest.mark.parametrize("name", DCMTK_SCP_CASES)
+def test_dul_storescu_to_dcmtk_storescp(
+    name: str, dcmtk: Dcmtk, files: list[Path], tmp_path: Path
+) -> None:
+    """dul's storescu reports stored only what DCMTK's storescp wrote whole."""
+    case = CASES[name]
+    with (
+        nothing_left_behind(),
+        dcmtk.storescp(tmp_path, "-dhl") as port,
+        relay(port, case.fault) as proxy,
+    ):
+        code, log = run_storescu(DulTools("sockets"), proxy.port, files)
+        assert proxy.fired.is_set()
+    if case.all_stored:
+        assert code == ExitCode.OK, log
+    check_outcome(code, log, files, tmp_path / "received", dul_scp=False)
+
+
+DCMTK_SCU_CASES = ["cut-mid-dataset", "reset-mid-pdu", "stall-request", "throttle"]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("name", DCMTK_SCU_CASES)
+def test_dcmtk_storescu_to_dul_storescp(
+    name: str, driver: str, dcmtk: Dcmtk, files: list[Path], tmp_path: Path
+) -> None:
+    """DCMTK's storescu gets success only for what dul's storescp wrote whole, no partial file."""
+    case = CASES[name]
+    out = tmp_path / "out"
+    out.mkdir()
+    server_log = io.StringIO()
+    with nothing_left_behind():
+        argv = ["-v", "-ta", "2", "-td", "2", "-od", str(out), "0"]
+        with DulTools(driver).server_in_thread("storescp", argv, server_log) as server:
+            with relay(server.port, case.fault) as proxy:
+                result = dcmtk.run(
+                    "storescu", "-v", "-to", "2", "-ta", "2", "-td", "2",
+                    HOST, str(proxy.port), *map(str, files), timeout=30,
+                )  # fmt: skip
+                assert proxy.fired.is_set()
+            assert wait_for(lambda: "ended:" in server_log.getvalue()), server_log.getvalue()
+    log = result.stdout + result.stderr
+    successes = log.count("Received Store Response (Success)")
+    complete = [p for p in out.iterdir() if not p.name.endswith(".part")]
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+    assert successes <= len(complete), log
+    by_uid = {instance_uid(f): f for f in files}
+    for path in complete:
+        assert dataset_bytes(path) == dataset_bytes(by_uid[path.name.split(".", 1)[1]])
+    if case.all_stored:
+        assert result.returncode == 0 and successes == FILES, log
+    else:
+        assert result.returncode != 0, log
