@@ -14,9 +14,11 @@ messages. Whatever happens, the peers' own evidence must agree:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -217,3 +219,62 @@ def test_dcmtk_storescu_to_dul_storescp(
         assert result.returncode == 0 and successes == FILES, log
     else:
         assert result.returncode != 0, log
+
+
+# -- the SCP's disk full ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs folder (mounting needs root: skipped otherwise); unmounted afterwards."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mount.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_disk_full(driver: str, small_disk: Path, tmp_path: Path) -> None:
+    """A data set the disk cannot hold gets 0xA700, leaves nothing; the association goes on,
+    and a store that found the disk full succeeds once space is freed."""
+    big = write_sample(tmp_path / "in" / "big.dcm", size=2_000_000, index=800)
+    small = write_sample(tmp_path / "in" / "small.dcm", index=801)
+    tools = DulTools(driver)
+    with (
+        nothing_left_behind(),
+        tools.server_in_thread("storescp", ["-od", str(small_disk), "0"]) as server,
+    ):
+        argv = ["-v", "-nh", *TIMEOUTS, HOST, str(server.port)]
+        stream = io.StringIO()
+        code = tools.storescu_main([*argv, str(big), str(small)], stream=stream)
+        log = stream.getvalue()
+        assert code == ExitCode.REQUEST_FAILED, log
+        assert f"{big}: status 0xA700" in log and f"not stored: {big}\n" in log
+        assert f"{small}: status 0x0000" in log  # the partial file's space was freed
+        assert [p.name for p in small_disk.iterdir()] == [f"CT.{instance_uid(small)}"]
+        assert dataset_bytes(small_disk / f"CT.{instance_uid(small)}") == dataset_bytes(small)
+        # Filled to the last byte by another: the store fails, and succeeds once it is freed.
+        (small_disk / f"CT.{instance_uid(small)}").unlink()
+        filler = small_disk / "filler"
+        with contextlib.suppress(OSError), filler.open("wb", buffering=0) as fp:
+            while True:
+                fp.write(b"\0" * 4096)
+        for expected, status in ((ExitCode.REQUEST_FAILED, "0xA700"), (ExitCode.OK, "0x0000")):
+            stream = io.StringIO()
+            assert tools.storescu_main([*argv, str(small)], stream=stream) == expected
+            assert f"{small}: status {status}" in stream.getvalue(), stream.getvalue()
+            if filler.exists():
+                assert [p.name for p in small_disk.iterdir()] == ["filler"]  # nothing partial
+                filler.unlink()
+    assert [p.name for p in small_disk.iterdir()] == [f"CT.{instance_uid(small)}"]
+    assert dataset_bytes(small_disk / f"CT.{instance_uid(small)}") == dataset_bytes(small)
