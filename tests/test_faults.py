@@ -3,7 +3,8 @@
 Each test puts :mod:`faults`' relay between the two tools (dul's on each driver, DCMTK's for a
 subset) and injects one fault: a cut in the middle of a data set, a reset in the middle of a
 PDU, a half-close during release, a stall past the timeouts, a throttle, a delay between
-messages. Whatever happens, the peers' own evidence must agree:
+messages; also a peer killed (SIGKILL) mid-transfer, and the SCP's disk full (a 1 MiB tmpfs,
+root only). Whatever happens, the peers' own evidence must agree:
 
 - every file storescu reports stored is on the SCP's disk, its data set byte-identical to the
   sent file's; dul's storescp leaves no partial file, under its final name or a temporary one;
@@ -18,7 +19,9 @@ import contextlib
 import io
 import os
 import re
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +35,9 @@ from examples.tools.cli import ExitCode
 from examples.tools.sample_files import dataset_bytes, write_sample
 
 from faults import A_RELEASE_RQ, P_DATA_TF, Action, Fault, Point, relay
-from peers import HOST, Dcmtk, DulTools
+from peers import HOST, Dcmtk, DulTools, free_port, wait_listening
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DRIVERS = ("sockets", "trio", "asyncio")
 #: Short timeouts: a stalled peer is given up on in 2 s (the tools' -to/-ta/-td).
@@ -278,3 +283,84 @@ def test_disk_full(driver: str, small_disk: Path, tmp_path: Path) -> None:
                 filler.unlink()
     assert [p.name for p in small_disk.iterdir()] == [f"CT.{instance_uid(small)}"]
     assert dataset_bytes(small_disk / f"CT.{instance_uid(small)}") == dataset_bytes(small)
+
+
+# -- a peer killed (SIGKILL) mid-transfer -----------------------------------------------------
+
+#: Slowed from the second command on (DCMTK's data set PDUs are more than one a file), so the
+#: kill lands in the middle of the second data set.
+SLOW_SECOND_DATASET = Fault(
+    Point(P_DATA_TF, nth=2, dataset=False, offset=-1), Action.THROTTLE, rate=4000
+)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_storescp_killed(driver: str, files: list[Path], tmp_path: Path) -> None:
+    """storescp (dul's, in a child process) killed mid data set: storescu on each driver says
+    which files were not stored; no file under its final name is incomplete."""
+    out = tmp_path / "out"
+    out.mkdir()
+    port = free_port()
+    command = [sys.executable, "-m", "examples.storescp", "-od", str(out), str(port)]
+    server = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_listening(port)
+        with nothing_left_behind(), relay(port, SLOW_SECOND_DATASET) as proxy:
+            result: list[tuple[int, str]] = []
+            client = threading.Thread(
+                target=lambda: result.append(run_storescu(DulTools(driver), proxy.port, files))
+            )
+            client.start()
+            assert proxy.fired.wait(30)
+            time.sleep(0.2)  # a few fragments into the second data set
+            server.send_signal(signal.SIGKILL)
+            client.join(30)
+            assert not client.is_alive()
+    finally:
+        server.kill()
+        server.wait()
+    code, log = result[0]
+    assert code == ExitCode.ASSOCIATION_ABORTED, log
+    assert f"not stored: {files[1]}\n" in log
+    stored = reported_stored(log, files)
+    complete = [p for p in out.iterdir() if not p.name.endswith(".part")]
+    assert len(complete) == len(stored)  # the killed SCP may leave a hidden .part, no more
+    check_outcome(code, log, files, out, dul_scp=False)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_storescu_killed(driver: str, dcmtk: Dcmtk, files: list[Path], tmp_path: Path) -> None:
+    """DCMTK's storescu killed mid data set: storescp on each driver keeps no partial file.
+
+    What the killed process had written the kernel still delivers (loopback buffers hold MB):
+    a data set complete by then may be stored, whole; nothing else may stay.
+    """
+    files[1] = write_sample(tmp_path / "in" / "big.dcm", size=1_000_000, index=799)
+    out = tmp_path / "out"
+    out.mkdir()
+    server_log = io.StringIO()
+    slow = Fault(SLOW_SECOND_DATASET.point, Action.THROTTLE, rate=1_000_000)
+    with (
+        nothing_left_behind(),
+        DulTools(driver).server_in_thread(
+            "storescp", ["-v", "-od", str(out), "0"], server_log
+        ) as srv,
+        relay(srv.port, slow) as proxy,
+    ):
+        command = [dcmtk.tool("storescu"), HOST, str(proxy.port), *map(str, files)]
+        client = subprocess.Popen(command, env=dcmtk.env, stdout=subprocess.DEVNULL)
+        try:
+            assert proxy.fired.wait(30)
+            time.sleep(0.2)
+            client.send_signal(signal.SIGKILL)
+        finally:
+            client.wait(30)
+        assert wait_for(lambda: "ended:" in server_log.getvalue()), server_log.getvalue()
+    on_disk = {p.name: p for p in out.iterdir()}
+    by_name = {f"CT.{instance_uid(f)}": f for f in files}
+    assert f"CT.{instance_uid(files[0])}" in on_disk
+    assert set(on_disk) <= set(by_name), sorted(on_disk)  # no .part either
+    for name, path in on_disk.items():
+        assert dataset_bytes(path) == dataset_bytes(by_name[name])
