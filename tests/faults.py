@@ -219,8 +219,7 @@ class FaultRelay:
 
     def close(self) -> None:
         """Stop accepting, close every relayed connection, join the threads."""
-        with contextlib.suppress(OSError):
-            self._listener.close()
+        self._close(self._listener)  # shutdown wakes the accept() (close alone does not)
         with self._lock:
             socks = list(self._sockets)
         self._close(*socks)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -384,10 +385,11 @@ class Part10Writer:
         return self.path
 
     def discard(self) -> None:
-        """Close and delete the partial file."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close and delete the partial file (closing flushes: on a full disk that fails too)."""
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
         self._part.unlink(missing_ok=True)
 
 

@@ -67,11 +67,17 @@ def chunk_size(assoc: Association) -> int:
 
 
 def store_batch(
-    args: argparse.Namespace, log: logging.Logger, batch: storage.Batch, progress: Counter
+    args: argparse.Namespace,
+    log: logging.Logger,
+    batch: storage.Batch,
+    progress: Counter,
+    stored: list[storage.DicomFile] | None = None,
 ) -> Service[int]:
     """The service of one storescu association: the files of ``batch``; returns how many failed.
 
-    Without ``--no-halt`` it stops at the first failure.
+    Without ``--no-halt`` it stops at the first failure. Each file the peer acknowledged is
+    appended to ``stored`` as its response arrives, so an association that ends early still
+    tells which were stored.
     """
 
     def work(assoc: Association) -> Steps[int]:
@@ -80,7 +86,7 @@ def store_batch(
         pending: dict[int, storage.DicomFile] = {}  # in flight, by message ID
         for dicom in batch.files:
             while pending and not assoc.session.can_invoke:  # the window is full (D.3.3.3)
-                failures += not (yield from _collect(assoc, pending, log, progress))
+                failures += not (yield from _collect(assoc, pending, log, progress, stored))
             if failures and not args.no_halt:
                 break
             message_id = yield from _send_file(assoc, dicom, size, log, progress)
@@ -91,7 +97,7 @@ def store_batch(
             if failures and not args.no_halt:
                 break
         while pending:
-            failures += not (yield from _collect(assoc, pending, log, progress))
+            failures += not (yield from _collect(assoc, pending, log, progress, stored))
         return failures
 
     return requestor(args, log, batch.contexts, work)
@@ -215,6 +221,7 @@ def _collect(
     pending: dict[int, storage.DicomFile],
     log: logging.Logger,
     progress: Counter,
+    stored: list[storage.DicomFile] | None,
 ) -> Steps[bool]:
     """Wait for the next C-STORE-RSP, for one of the ``pending`` files: True when stored."""
     response, _ = yield from assoc.receive_response()
@@ -222,7 +229,10 @@ def _collect(
     if dicom is None:
         raise DriverError(f"a response to message {response.message_id_being_responded_to}")
     progress.file_done()
-    return _stored(log, dicom, response)
+    ok = _stored(log, dicom, response)
+    if ok and stored is not None:
+        stored.append(dicom)
+    return ok
 
 
 def _read_small(fp: io.BufferedIOBase, dicom: storage.DicomFile) -> bytes:

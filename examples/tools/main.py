@@ -151,16 +151,21 @@ def _storescu(args: argparse.Namespace, log: logging.Logger) -> int:
     files, progress = _storescu_inputs(args, log)
     tracer = cli.Tracer(log, "SCU")
     failures = 0
+    stored_files: list[Any] = []  # acknowledged by the peer, even if the association then ends
+    ended: ToolError | None = None
     try:
         from examples.apps import storage, store
 
         for batch in storage.plan(files, storage.PROPOSALS[args.propose]):
-            failures += _run(args, tracer, store.store_batch(args, log, batch, progress))
+            service = store.store_batch(args, log, batch, progress, stored_files)
+            failures += _run(args, tracer, service)
             if failures and not args.no_halt:
                 break
+    except ToolError as exc:  # the association failed or ended: say what was stored first
+        ended = exc
     finally:
         progress.finish()
-    total, stored = len(files), progress.files - failures
+    total, stored = len(files), len(stored_files)
     log.info(
         "%d of %d files stored, %.1f MB in %.2f s",
         stored,
@@ -170,10 +175,23 @@ def _storescu(args: argparse.Namespace, log: logging.Logger) -> int:
     )
     if stored < total:  # files never sent (halted at the first failure) are not stored either
         unsent = total - progress.files
-        halted = f" ({unsent} not sent: halted at the first failure; -nh goes on)" if unsent else ""
+        halted = ""
+        if unsent and ended is None:
+            halted = f" ({unsent} not sent: halted at the first failure; -nh goes on)"
         log.error("%d of %d files not stored%s", total - stored, total, halted)
-        return ExitCode.REQUEST_FAILED
-    return ExitCode.OK
+        done = {id(dicom) for dicom in stored_files}
+        missing = [dicom for dicom in files if id(dicom) not in done]
+        for dicom in missing[:_NAMED_NOT_STORED]:
+            log.error("not stored: %s", dicom.path)
+        if len(missing) > _NAMED_NOT_STORED:
+            log.error("... and %d more not stored", len(missing) - _NAMED_NOT_STORED)
+    if ended is not None:
+        raise ended
+    return ExitCode.OK if stored == total else ExitCode.REQUEST_FAILED
+
+
+#: How many files storescu names when some were not stored (the count says the rest).
+_NAMED_NOT_STORED = 20
 
 
 def _storescu_inputs(
