@@ -306,17 +306,8 @@ class Association:
         protocol = self.protocol
         while True:
             fed = protocol.fed
-            try:
-                event = self.session.next_event()
-            except dul.RemoteProtocolError:
-                await self._flush()
-                raise
-            await self._flush()
+            event = await self.decoded_event()
             if event is not dul.NEED_DATA:
-                self._trace("received", event)
-                if isinstance(event, dul.ConnectionClosed):
-                    self.closed = event
-                    self._close_transport()
                 return event
             if protocol.fed != fed:  # more arrived while we were writing
                 continue
@@ -324,6 +315,21 @@ class Association:
                 self._end_of_stream()
                 continue
             await self._read(deadline)
+
+    async def decoded_event(self) -> object:
+        """The next event in what was read already, or ``NEED_DATA``: no read, no wait."""
+        try:
+            event = self.session.next_event()
+        except dul.RemoteProtocolError:
+            await self._flush()
+            raise
+        await self._flush()
+        if event is not dul.NEED_DATA:
+            self._trace("received", event)
+            if isinstance(event, dul.ConnectionClosed):
+                self.closed = event
+                self._close_transport()
+        return event
 
     async def _read(self, deadline: float) -> None:
         artim = self._artim_deadline
@@ -553,6 +559,9 @@ class Steps:
                 return receiving.result()
         self._delivered = True
         raise runtime.Interrupted
+
+    async def decoded(self, transport: Association) -> object:
+        return await transport.decoded_event()
 
     async def poll(self, transport: Association) -> object | None:
         """The next event if it has arrived: the protocol feeds every byte to the session as

@@ -7,6 +7,7 @@ session. Nothing here waits, reads a clock or touches a socket: the driver answe
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -45,6 +46,8 @@ class Association:
         #: The ConnectionClosed received, once the association is over.
         self.closed: dul.ConnectionClosed | None = None
         self._trace = trace
+        #: What the driver decoded already, after the event it answered a Receive with.
+        self._inbox: deque[object] = deque()
 
     def trace(self, direction: str, item: object) -> None:
         """Report ``item`` sent or received to the driver's tracer."""
@@ -109,7 +112,12 @@ class Association:
 
         ``interruptible``: the first Ctrl-C raises :class:`~examples.runtime.Interrupted` here.
         """
-        event = yield Receive(timeout, interruptible, self)
+        if self._inbox:
+            event = self._taken()
+        else:
+            batch = yield Receive(timeout, interruptible, self)
+            event = batch[0]
+            self._inbox.extend(batch[1:])
         if isinstance(event, dul.ConnectionClosed):
             self.closed = event
         return event
@@ -117,10 +125,24 @@ class Association:
     def poll(self) -> Steps[object | None]:
         """The next event if it has arrived already, else None; aborts and closes as
         :meth:`next_upper` says."""
-        event = yield Poll(self)
+        event = self._taken() if self._inbox else (yield Poll(self))
         if event is None:
             return None
         return (yield from self._upper(event))
+
+    def _taken(self) -> object:
+        """The next event of the inbox (an error the driver met there is raised)."""
+        event = self._inbox.popleft()
+        if isinstance(event, Exception):
+            raise event
+        return event
+
+    def decoded_chunk(self) -> dimse.DatasetChunk | None:
+        """The next data set fragment if the driver decoded it already (no step), else None."""
+        if self._inbox and type(self._inbox[0]) is dimse.DatasetChunk:
+            chunk: dimse.DatasetChunk = self._inbox.popleft()  # type: ignore[assignment]
+            return chunk
+        return None
 
     def next_upper(self, timeout: float | None, *, interruptible: bool = False) -> Steps[object]:
         """The next event; an abort or a lost transport is :class:`AssociationAborted`.
@@ -230,7 +252,9 @@ class DatasetReader:
         if not self._pending:
             return None
         assoc = self._assoc
-        event = yield from assoc.next_upper(assoc.timeouts.dimse)
+        event = assoc.decoded_chunk()  # the rest of a batch: no round trip through the driver
+        if event is None:
+            event = yield from assoc.next_upper(assoc.timeouts.dimse)
         if not isinstance(event, dimse.DatasetChunk):
             raise DriverError(f"expected a data set fragment, got {event}")
         self._pending = not event.is_last

@@ -5,8 +5,10 @@ resumed with the answer (``.send``) or with the error that happened instead (``.
 
 - :class:`Send` — write these buffers, in order, as one gather-write; answered ``None``;
 - :class:`Receive` — the next event of the session (a DIMSE message, a data set fragment, a
-  PDU, ``ConnectionClosed``), reading as needed; answered with the event, or ``TimeoutError``
-  after ``timeout`` seconds, or (``interruptible``) :class:`Interrupted` on the first Ctrl-C;
+  PDU, ``ConnectionClosed``), reading as needed; answered with a list: that event, then the
+  fragments of the same data set already decoded after it (a batch, see :func:`drive`); or
+  ``TimeoutError`` after ``timeout`` seconds, or (``interruptible``) :class:`Interrupted` on
+  the first Ctrl-C;
 - :class:`Poll` — the next event if it has arrived already, else ``None``;
 - :class:`Abort` — send an A-ABORT if the state allows one, and close;
 - :class:`Close` — write what the protocol queued, and close;
@@ -27,6 +29,9 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+import dul
+from dul import dimse
 
 from .errors import Timeouts
 
@@ -69,7 +74,8 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Receive:
-    """The next event of the session; ``TimeoutError`` after ``timeout`` seconds (None: never)."""
+    """The next event of the session (and the data set fragments already decoded after it);
+    ``TimeoutError`` after ``timeout`` seconds (None: never)."""
 
     timeout: float | None
     interruptible: bool = False
@@ -132,6 +138,9 @@ class Driver(Protocol):
 
     def write(self, transport: Any, data: Sequence[Buffer]) -> None: ...
     def receive(self, transport: Any, timeout: float | None, interruptible: bool) -> object: ...
+    def decoded(self, transport: Any) -> object:
+        """The next event in what was read already, or ``dul.NEED_DATA``: no read, no wait."""
+
     def poll(self, transport: Any) -> object | None: ...
     def abort(self, transport: Any) -> None: ...
     def close(self, transport: Any) -> None: ...
@@ -167,11 +176,22 @@ def _answer(step: Step, result: Any, transports: dict[int, Any]) -> Any:
     return result
 
 
+def _more(event: object) -> bool:
+    """Whether more of the same data set may already be decoded after ``event``."""
+    return type(event) is dimse.DatasetChunk and not event.is_last
+
+
 def drive(driver: Driver, transport: Any, link: object, steps: Steps[T]) -> T:
     """Run ``steps`` (whose association is ``link``, over ``transport``) on a blocking driver.
 
     An ``Exception`` while answering a step goes back into the service; anything else (Ctrl-C)
     and an error the service lets out abort its associations. All are closed at the end.
+
+    A :class:`Receive` that brings a data set fragment (not the last) is answered with it and
+    the fragments already decoded after it, up to the data set's end or the first other event
+    (kept last, in order), as the driver's ``decoded`` gives them: one round trip through the
+    service's generators per read, not per PDU. An error met there ends the batch, as its last
+    item (the runtime raises it when it comes to it).
     """
     transports = {0: transport, id(link): transport}
     answer: object = None
@@ -186,6 +206,17 @@ def drive(driver: Driver, transport: Any, link: object, steps: Steps[T]) -> T:
             try:
                 name, args = _call(step, transports)
                 answer = _answer(step, getattr(driver, name)(*args), transports)
+                if name == "receive":
+                    batch: list[object] = [answer]
+                    while _more(answer):
+                        try:
+                            answer = driver.decoded(args[0])
+                        except Exception as exc:
+                            answer = exc
+                        if answer is dul.NEED_DATA:
+                            break
+                        batch.append(answer)
+                    answer = batch
             except Exception as exc:
                 error = exc
     except BaseException:
@@ -217,6 +248,17 @@ async def drive_async(driver: AsyncDriver, transport: Any, link: object, steps: 
             try:
                 name, args = _call(step, transports)
                 answer = _answer(step, await getattr(driver, name)(*args), transports)
+                if name == "receive":
+                    batch: list[object] = [answer]
+                    while _more(answer):
+                        try:
+                            answer = await driver.decoded(args[0])
+                        except Exception as exc:
+                            answer = exc
+                        if answer is dul.NEED_DATA:
+                            break
+                        batch.append(answer)
+                    answer = batch
             except Exception as exc:
                 error = exc
     except BaseException:

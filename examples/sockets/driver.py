@@ -181,20 +181,24 @@ class Association:
         ``timeout`` bounds the wait (``TimeoutError``); ARTIM runs meanwhile when the state asks.
         """
         deadline = _deadline(timeout)
-        while True:
-            try:
-                event = self.session.next_event()
-            except dul.RemoteProtocolError:
-                self._flush()
-                raise
-            self._flush()
-            if event is not dul.NEED_DATA:
-                self._trace("received", event)
-                if isinstance(event, dul.ConnectionClosed):
-                    self.closed = event
-                    self._close_socket()
-                return event
+        while (event := self.decoded_event()) is dul.NEED_DATA:
             self._read(deadline)
+        return event
+
+    def decoded_event(self) -> object:
+        """The next event in what was read already, or ``NEED_DATA``: no read, no wait."""
+        try:
+            event = self.session.next_event()
+        except dul.RemoteProtocolError:
+            self._flush()
+            raise
+        self._flush()
+        if event is not dul.NEED_DATA:
+            self._trace("received", event)
+            if isinstance(event, dul.ConnectionClosed):
+                self.closed = event
+                self._close_socket()
+        return event
 
     def _read(self, deadline: float | None) -> None:
         now = time.monotonic()
@@ -438,6 +442,9 @@ class Steps:
             return transport.next_event(timeout)
         finally:
             self._waiting = False
+
+    def decoded(self, transport: Association) -> object:
+        return transport.decoded_event()
 
     def poll(self, transport: Association) -> object | None:
         try:

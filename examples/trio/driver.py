@@ -264,20 +264,24 @@ class Association:
         return await self._next_event(_deadline(timeout))
 
     async def _next_event(self, deadline: float) -> object:
-        while True:
-            try:
-                event = self.session.next_event()
-            except dul.RemoteProtocolError:
-                await self._flush()
-                raise
-            await self._flush()
-            if event is not dul.NEED_DATA:
-                self._trace("received", event)
-                if isinstance(event, dul.ConnectionClosed):
-                    self.closed = event
-                    self._close_transport()
-                return event
+        while (event := await self.decoded_event()) is dul.NEED_DATA:
             await self._read(deadline)
+        return event
+
+    async def decoded_event(self) -> object:
+        """The next event in what was read already, or ``NEED_DATA``: no read, no wait."""
+        try:
+            event = self.session.next_event()
+        except dul.RemoteProtocolError:
+            await self._flush()
+            raise
+        await self._flush()
+        if event is not dul.NEED_DATA:
+            self._trace("received", event)
+            if isinstance(event, dul.ConnectionClosed):
+                self.closed = event
+                self._close_transport()
+        return event
 
     async def _read(self, deadline: float) -> None:
         if self._transport_closed:
@@ -511,6 +515,9 @@ class Steps:
                 self._waiting = None
         self._delivered = True
         raise runtime.Interrupted
+
+    async def decoded(self, transport: Association) -> object:
+        return await transport.decoded_event()
 
     async def poll(self, transport: Association) -> object | None:
         """The next event if it has arrived: in what was read already, or on the socket."""
