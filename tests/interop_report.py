@@ -34,6 +34,22 @@ SCHEMA = 1
 __all__ = ["PROPERTY", "CellRecorder", "environment", "main", "report_path", "write_markdown"]
 
 
+def cell(requestor: str, acceptor: str, service: str, variant: str = "") -> Any:
+    """Describe a test as an interop cell (a decorator); each module's ``_describe_cell``
+    fixture adds the driver and what its parameters say (syntax, PDU length)."""
+
+    def describe(function: Any) -> Any:
+        function.interop_cell = {
+            "requestor": requestor,
+            "acceptor": acceptor,
+            "service": service,
+            "variant": variant,
+        }
+        return function
+
+    return describe
+
+
 def report_path(config: Any = None) -> Path:
     """Where the results go: ``$DUL_INTEROP_REPORT``, else in pytest's cache directory."""
     explicit = os.environ.get("DUL_INTEROP_REPORT")

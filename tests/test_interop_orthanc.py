@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -71,19 +71,7 @@ def _interop_recorder(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
 
 
-def cell(requestor: str, acceptor: str, service: str, variant: str = "") -> Callable[[Any], Any]:
-    """Describe a test as an interop cell; driver, syntax and PDU come from its parameters."""
-
-    def describe(function: Any) -> Any:
-        function.interop_cell = {
-            "requestor": requestor,
-            "acceptor": acceptor,
-            "service": service,
-            "variant": variant,
-        }
-        return function
-
-    return describe
+cell = interop_report.cell
 
 
 @pytest.fixture(autouse=True)

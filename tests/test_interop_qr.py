@@ -25,7 +25,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -92,19 +92,7 @@ def _interop_recorder(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
 
 
-def cell(requestor: str, acceptor: str, service: str, variant: str = "") -> Callable[[Any], Any]:
-    """Describe a test as an interop cell; the driver is its parameter."""
-
-    def describe(function: Any) -> Any:
-        function.interop_cell = {
-            "requestor": requestor,
-            "acceptor": acceptor,
-            "service": service,
-            "variant": variant,
-        }
-        return function
-
-    return describe
+cell = interop_report.cell
 
 
 @pytest.fixture(autouse=True)

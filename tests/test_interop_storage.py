@@ -25,7 +25,7 @@ import contextlib
 import io
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -104,14 +104,7 @@ def store_cells(pdus: list[int], async_pdus: list[int]) -> list[Any]:
 each_driver = pytest.mark.parametrize("driver", DRIVERS)
 
 
-def cell(requestor: str, acceptor: str, service: str) -> Callable[[Any], Any]:
-    """Describe a test as an interop cell (its variant is the parameter id)."""
-
-    def describe(function: Any) -> Any:
-        function.interop_cell = {"requestor": requestor, "acceptor": acceptor, "service": service}
-        return function
-
-    return describe
+cell = interop_report.cell
 
 
 @pytest.fixture(autouse=True)
